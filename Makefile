@@ -1,0 +1,54 @@
+# Two commands do all set-up on a fresh Debian machine (as root): `make demo`, `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev pkg-config \
+	mosquitto postgresql chromium chromium-driver socat fonts-dejavu-core
+STAMP_APT := $(VENV)/.apt-done
+STAMP_PIP := $(VENV)/.pip-done
+
+.PHONY: all setup test lint typecheck pytest demo clean
+
+all: test
+
+$(STAMP_APT):
+	@mkdir -p $(VENV)
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# the packaged broker and database must not hold the default ports; tests start their own
+	@-systemctl disable --now mosquitto >/dev/null 2>&1 || true
+	@touch $@
+
+$(STAMP_PIP): pyproject.toml $(STAMP_APT)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP_PIP)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy gated drivers ocr rfid tos_bridge hwsim
+
+pytest: setup
+	$(VENV)/bin/pytest -q
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy gated drivers ocr rfid tos_bridge hwsim
+	$(VENV)/bin/pytest -q
+
+demo: setup
+	$(PY) scripts/demo.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

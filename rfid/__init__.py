@@ -1,0 +1,1 @@
+"""rfid package."""

@@ -1,0 +1,1 @@
+"""tos_bridge package."""
