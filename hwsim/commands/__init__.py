@@ -1,0 +1,1 @@
+"""Subcommands of `hwsim`, one module each."""
