@@ -13,6 +13,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "check_config",
     "db",
+    "credential",
 )
 
 

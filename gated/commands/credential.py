@@ -1,0 +1,74 @@
+"""`gated credential decode FASCN` and `gated ccl import FILE --config CFG`.
+
+`credential decode` is for an engineer at a pedestal: it is the one place a full FASC-N is
+shown, to the person who typed it. It logs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from drivers.fascn import FascnError, decode
+from gated.config import ConfigError, load_config
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    credential = subparsers.add_parser("credential", help="TWIC credential tools")
+    actions = credential.add_subparsers(dest="credential_action", metavar="ACTION", required=True)
+    decoder = actions.add_parser(
+        "decode", help="decode a FASC-N (200-bit hex or ASCII form) and print its fields as JSON"
+    )
+    decoder.add_argument("fascn", help="50 hex digits, or AAAA,SSSS,CCCCCC,S,I,PPPPPPPPPPOOOOOA")
+    decoder.set_defaults(func=run_decode)
+
+    ccl = subparsers.add_parser("ccl", help="TSA canceled card list")
+    ccl_actions = ccl.add_subparsers(dest="ccl_action", metavar="ACTION", required=True)
+    importer = ccl_actions.add_parser(
+        "import", help="import a canceled card list (FASC-N + date per line), idempotently"
+    )
+    importer.add_argument("file", help="the list as downloaded from TSA")
+    importer.add_argument("--config", required=True, help="site configuration file")
+    importer.set_defaults(func=run_ccl_import)
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    try:
+        fascn = decode(args.fascn)
+    except FascnError as exc:
+        print(json.dumps({"error": exc.kind, "position": exc.position, "message": str(exc)}))
+        print(f"not a valid FASC-N: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({**fascn.fields(), "hex": fascn.to_hex(), "ascii": fascn.to_ascii()}))
+    return 0
+
+
+def run_ccl_import(args: argparse.Namespace) -> int:
+    from gated.credentials import CclImportError, import_canceled_card_list, load_fascn_key
+    from gated.db import make_engine, session_factory
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    key = load_fascn_key(config.security.fascn_key_file)
+    engine = make_engine(config.database.url)
+    try:
+        with session_factory(engine)() as session:
+            report = import_canceled_card_list(session, args.file, key=key)
+    except CclImportError as exc:
+        print(f"{args.file}: refused: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    for problem in report.problems[:50]:
+        print(f"  {problem}")
+    if len(report.problems) > 50:
+        print(f"  ... and {len(report.problems) - 50} more bad rows")
+    print(
+        f"{args.file}: {report.rows} rows imported ({report.added} new), "
+        f"{report.bad_rows} bad rows"
+    )
+    return 0
