@@ -6,6 +6,7 @@ a description, which `docs/configuration.md` is generated from.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -412,6 +413,32 @@ def _issue_from_error(root: yaml.Node | None, error: ErrorDetails) -> ConfigIssu
     return ConfigIssue(line=line, path=path, message=message)
 
 
+def _merge_misspellings(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """Report a misspelled key once, with its likely intent, not also as a missing field."""
+    missing = {i.path: i for i in issues if i.message == "required field missing"}
+    merged: list[ConfigIssue] = []
+    explained: set[str] = set()
+    for issue in issues:
+        if issue.message != "unknown key (misspelled?)":
+            continue
+        parent, _, key = issue.path.rpartition(".")
+        siblings = {
+            path.rpartition(".")[2]: path
+            for path in missing
+            if path.rpartition(".")[0] == parent
+        }
+        guess = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)
+        if guess:
+            explained.add(siblings[guess[0]])
+            issue = ConfigIssue(issue.line, issue.path, f"unknown key, did you mean '{guess[0]}'?")
+        merged.append(issue)
+    for issue in issues:
+        if issue.message == "unknown key (misspelled?)" or issue.path in explained:
+            continue
+        merged.append(issue)
+    return sorted(merged, key=lambda i: (i.line or 0, i.path))
+
+
 def parse_config(text: str, source: str = "<config>") -> SiteConfig:
     """Validate a configuration document; raise ConfigError listing every problem."""
     try:
@@ -426,7 +453,7 @@ def parse_config(text: str, source: str = "<config>") -> SiteConfig:
     try:
         return SiteConfig.model_validate(document)
     except ValidationError as exc:
-        issues = [_issue_from_error(root, error) for error in exc.errors()]
+        issues = _merge_misspellings([_issue_from_error(root, error) for error in exc.errors()])
         raise ConfigError(source, issues) from exc
 
 
