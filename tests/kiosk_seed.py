@@ -1,0 +1,240 @@
+"""Seed data for the kiosk and resolution tests: a site, a real SQLite file, gate transactions.
+
+Images are real gate photos from ../shared/data when present, otherwise drawn with OpenCV.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from argon2 import PasswordHasher
+from sqlalchemy.orm import Session, sessionmaker
+
+from gated.config import SiteConfig
+from gated.db import make_engine, session_factory, upgrade
+from gated.domain import utcnow
+from gated.models import (
+    Appointment,
+    ContainerReadRow,
+    CredentialCheckRow,
+    GateTransaction,
+    RadiationScanRow,
+    TransactionContainer,
+    Truck,
+    TruckingCompany,
+)
+
+REAL_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared/data/real_containers"
+# cheap hashing parameters: the tests log in often; production uses argon2's defaults
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+PASSWORDS = {"clerk1": "clerk-pass-1", "super1": "super-pass-1", "view1": "view-pass-1"}
+ROLES = {"clerk1": "clerk", "super1": "supervisor", "view1": "viewer"}
+
+
+def _lane(lane_id: str, direction: str) -> dict[str, Any]:
+    return {
+        "id": lane_id,
+        "direction": direction,
+        "cameras": [{"name": "AH", "snapshot_url": "http://127.0.0.1:9/ah.jpg"}],
+        "rpm": {"transport": "modbus", "host": "127.0.0.1", "port": 5020},
+        "plc": {"host": "127.0.0.1", "port": 5021},
+    }
+
+
+def make_config(tmp_path: Path, lanes: int = 2) -> SiteConfig:
+    """A site with `lanes` lanes, a SQLite file and three kiosk users (clerk, supervisor,
+    viewer) whose passwords are in PASSWORDS."""
+    users = [
+        {"username": name, "role": ROLES[name], "password_hash": FAST_HASHER.hash(password)}
+        for name, password in PASSWORDS.items()
+    ]
+    document = {
+        "site_id": "TEST",
+        "gate_id": "G1",
+        "database": {"url": f"sqlite:///{tmp_path / 'gated.db'}"},
+        "mqtt": {"host": "127.0.0.1"},
+        "kiosk": {"secret_file": str(tmp_path / "kiosk.secret"), "users": users},
+        "images": {"directory": str(tmp_path / "images")},
+        "security": {"fascn_key_file": str(tmp_path / "fascn.key")},
+        "lanes": [_lane(str(n + 1), "in" if n % 2 == 0 else "out") for n in range(lanes)],
+    }
+    return SiteConfig.model_validate(document)
+
+
+def make_database(config: SiteConfig) -> tuple[Any, sessionmaker[Session]]:
+    engine = make_engine(config.database.url)
+    upgrade(engine)
+    return engine, session_factory(engine)
+
+
+def _drawn_photo(path: Path, text: str) -> None:
+    """A container end wall with its number painted on, 960 x 540."""
+    image = np.full((540, 960, 3), (70, 80, 90), np.uint8)
+    cv2.rectangle(image, (180, 40), (780, 520), (40, 60, 150), -1)
+    for x in range(200, 780, 40):
+        cv2.line(image, (x, 40), (x, 520), (30, 45, 120), 6)
+    cv2.putText(image, text, (300, 150), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (235, 235, 235), 4)
+    cv2.putText(image, "22G1", (300, 215), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (235, 235, 235), 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image)
+
+
+@dataclass
+class SeededPhoto:
+    camera: str
+    path: Path
+    regions: list[Any] = field(default_factory=list)
+
+
+def photos(config: SiteConfig, key: str) -> list[SeededPhoto]:
+    """Three images of one truck under images.directory: real photos when available."""
+    directory = Path(config.images.directory) / key
+    found = []
+    regions = {
+        "AH": [{"bbox": [880, 510, 500, 90], "text": "BEAU 265693 ?"}],
+        "LF": [{"bbox": [1050, 280, 110, 730], "text": "BEAU265G9?"}],
+        "RF": [],
+    }
+    if REAL_PHOTOS.is_dir():
+        for camera, suffix in (("AH", "A01"), ("LF", "C01"), ("RF", "D01")):
+            source = REAL_PHOTOS / f"1-124126001-OCR-{camera}-{suffix}.jpg"
+            target = directory / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source)
+            found.append(SeededPhoto(camera, target, regions[camera]))
+        return found
+    for camera in ("AH", "LF", "RF"):
+        target = directory / f"{key}-{camera}.jpg"
+        _drawn_photo(target, "BEAU 265693 1")
+        drawn = [[290, 100, 380, 70]] if camera != "RF" else []
+        found.append(SeededPhoto(camera, target, drawn))
+    return found
+
+
+def _profile(alarm: bool) -> list[dict[str, Any]]:
+    start = utcnow() - timedelta(seconds=20)
+    samples = []
+    for n in range(40):
+        bump = 900.0 if alarm and 15 <= n <= 25 else 0.0
+        gamma = [250.0 + 30.0 * np.sin(n / 3.0) + bump * np.exp(-((n - 20) ** 2) / 12.0)] * 4
+        samples.append(
+            {
+                "at": (start + timedelta(milliseconds=200 * n)).isoformat(),
+                "gamma": [round(g, 1) for g in gamma],
+                "neutron": [3.0, 4.0],
+            }
+        )
+    return samples
+
+
+def seed_trouble(
+    session: Session,
+    config: SiteConfig,
+    *,
+    lane: str = "1",
+    truck_epc: str = "E2003412B802011526701234",
+    read: str | None = None,
+    minutes_ago: float = 3.0,
+    reason: str = "container number unreadable",
+    rpm_alarm: bool = False,
+) -> int:
+    """A transaction in TROUBLE with images, reads, a scan, a credential and an appointment."""
+    company = session.query(TruckingCompany).filter_by(code="ACME").one_or_none()
+    if company is None:
+        company = TruckingCompany(code="ACME", name="Acme Haulage")
+        session.add(company)
+        session.flush()
+    truck = session.query(Truck).filter_by(epc=truck_epc).one_or_none()
+    if truck is None:
+        truck = Truck(epc=truck_epc, plate=f"TR-{secrets.randbelow(900) + 100}", company=company)
+        session.add(truck)
+        session.flush()
+    if session.query(Appointment).filter_by(reference="APT-0001").one_or_none() is None:
+        session.add(
+            Appointment(
+                reference="APT-0001",
+                direction="in",
+                container_number="BEAU2656931",
+                company_code="ACME",
+                truck_epc=truck_epc,
+                window_start=utcnow() - timedelta(hours=1),
+                window_end=utcnow() + timedelta(hours=1),
+                yard_position="A1-12-03-2",
+            )
+        )
+
+    arrived = utcnow() - timedelta(minutes=minutes_ago)
+    transaction = GateTransaction(
+        lane=lane,
+        direction=config.lane(lane).direction,
+        state="trouble",
+        decision="TROUBLE",
+        reasons=[{"code": "container_unreadable", "text": reason, "blocking": True}],
+        arrived_at=arrived,
+        decided_at=arrived + timedelta(seconds=8),
+        truck_epc=truck_epc,
+        truck_id=truck.id,
+        company_code="ACME",
+        chassis_number="FFFZ0163937",
+        gross_weight_kg=24350.0,
+    )
+    transaction.containers.append(
+        TransactionContainer(position=0, container_number=read, size_type="22G1", confidence=0.31)
+    )
+    session.add(transaction)
+    session.flush()
+
+    for photo in photos(config, f"t{transaction.id}"):
+        session.add(
+            ContainerReadRow(
+                transaction_id=transaction.id,
+                camera=photo.camera,
+                image_path=str(photo.path),
+                container_number=read,
+                size_type="22G1" if photo.regions else None,
+                confidence=0.31 if photo.regions else 0.0,
+                layout="horizontal" if photo.regions else None,
+                regions=photo.regions,
+                error=None if photo.regions else "no code region found",
+                elapsed_ms=180.0,
+                captured_at=arrived + timedelta(seconds=1),
+            )
+        )
+    session.add(
+        RadiationScanRow(
+            transaction_id=transaction.id,
+            lane=lane,
+            occupancy_id=transaction.id,
+            started_at=arrived,
+            ended_at=arrived + timedelta(seconds=8),
+            complete=True,
+            monitor_gamma_alarm=rpm_alarm,
+            monitor_neutron_alarm=False,
+            gamma_alarm=rpm_alarm,
+            neutron_alarm=False,
+            peak_gamma_sigma=[9.5 if rpm_alarm else 1.2] * 4,
+            peak_neutron_sigma=[0.4, 0.3],
+            faults=[],
+            profile=_profile(rpm_alarm),
+        )
+    )
+    session.add(
+        CredentialCheckRow(
+            transaction_id=transaction.id,
+            lane=lane,
+            fascn_hash="ab" * 32,
+            credential_last4="2446",
+            valid=True,
+            reasons=[],
+            biometric_status="match",
+            biometric_score=212,
+        )
+    )
+    session.flush()
+    return transaction.id
