@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,23 +20,16 @@ from stdnum import iso6346
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength, ValidationError
 
 from gated.config import SiteConfig
-from gated.domain import Decision, MoveKind, TransactionState, utcnow
+from gated.domain import Decision, TransactionState, utcnow
 from gated.effects import LaneEffects
-from gated.models import (
-    Appointment,
-    AuditLog,
-    Counter,
-    GateTransaction,
-    Move,
-    TransactionContainer,
-)
+from gated.models import AuditLog, GateTransaction, TransactionContainer
 from gated.outbox import add_event
+from gated.transactions import resolve, transaction_body
 
 _LOGGER = logging.getLogger(__name__)
 
 ACTING_ROLES = frozenset({"clerk", "supervisor"})
 MAX_REASON_CHARS = 500
-GATE_PASS_COUNTER = "gate_pass"
 
 
 @dataclass(frozen=True)
@@ -170,96 +162,9 @@ def _record(
             reason=reason,
         )
     )
-    add_event(
-        session,
-        site=config.site_id,
-        topic="transactions",
-        lane=transaction.lane,
-        body={
-            "event": "update",
-            "transaction": {
-                "id": transaction.id,
-                "uuid": transaction.uuid,
-                "lane": transaction.lane,
-                "direction": transaction.direction,
-                "truck_epc": transaction.truck_epc,
-                "reasons": transaction.reasons,
-                **after,
-            },
-            "action": {"kind": action, "by": actor.username, "role": actor.role, "reason": reason},
-        },
-    )
-
-
-def _next_gate_pass(session: Session, config: SiteConfig) -> str:
-    counter = session.scalars(
-        select(Counter).where(Counter.name == GATE_PASS_COUNTER).with_for_update()
-    ).one_or_none()
-    if counter is None:
-        counter = Counter(name=GATE_PASS_COUNTER, value=0)
-        session.add(counter)
-    counter.value = (counter.value or 0) + 1
-    return f"{config.gate_id}-{counter.value:06d}"
-
-
-def _yard_position(session: Session, transaction: GateTransaction, number: str) -> str | None:
-    appointment = session.scalars(
-        select(Appointment)
-        .where(Appointment.container_number == number)
-        .where(Appointment.direction == transaction.direction)
-        .order_by(Appointment.updated_at.desc())
-    ).first()
-    return appointment.yard_position if appointment else None
-
-
-def _queue_moves(
-    session: Session, config: SiteConfig, transaction: GateTransaction
-) -> tuple[str, ...]:
-    """One resolved move per container on the chassis, each queued on topic `moves`."""
-    kind = MoveKind.GATE_IN if transaction.direction == "in" else MoveKind.GATE_OUT
-    gate = f"GATE {config.gate_id} lane {transaction.lane}"
-    event_ids = []
-    for container in transaction.containers:
-        number = str(container.container_number)
-        yard = _yard_position(session, transaction, number)
-        move = Move(
-            event_id=str(uuid.uuid4()),
-            kind=kind.value,
-            transaction_id=transaction.id,
-            lane=transaction.lane,
-            container_number=number,
-            size_type=container.size_type,
-            from_location=gate if kind is MoveKind.GATE_IN else yard,
-            to_location=yard if kind is MoveKind.GATE_IN else gate,
-            truck=transaction.truck_epc,
-            chassis_number=transaction.chassis_number,
-            occurred_at=utcnow(),
-            details={"resolved_by": transaction.resolved_by, "source": container.source},
-        )
-        session.add(move)
-        add_event(
-            session,
-            site=config.site_id,
-            topic="moves",
-            lane=transaction.lane,
-            event_id=move.event_id,
-            body={
-                "move": {
-                    "kind": move.kind,
-                    "container_number": move.container_number,
-                    "size_type": move.size_type,
-                    "from_location": move.from_location,
-                    "to_location": move.to_location,
-                    "truck": move.truck,
-                    "chassis_number": move.chassis_number,
-                    "transaction_uuid": transaction.uuid,
-                    "gate_pass_number": transaction.gate_pass_number,
-                    "occurred_at": move.occurred_at.isoformat(),
-                }
-            },
-        )
-        event_ids.append(move.event_id)
-    return tuple(event_ids)
+    body = transaction_body(transaction, "update")
+    body["action"] = {"kind": action, "by": actor.username, "role": actor.role, "reason": reason}
+    add_event(session, site=config.site_id, topic="transactions", lane=transaction.lane, body=body)
 
 
 # --- the actions, in the caller's database transaction -------------------------------------------
@@ -346,13 +251,13 @@ def approve(
     transaction.state = TransactionState.PROCEED.value
     transaction.decision = Decision.PROCEED.value
     transaction.decided_at = now
-    transaction.resolved_by = actor.username
-    if transaction.gate_pass_number is None:
-        transaction.gate_pass_number = _next_gate_pass(session, config)
     transaction.details = {**(transaction.details or {}), "resolution": "approved"}
+    moves = resolve(
+        session, transaction, site=config.site_id, gate=config.gate_id, resolved_by=actor.username
+    )
     session.flush()
     _record(session, config, actor, "approve", transaction, before, why)
-    event_ids = _queue_moves(session, config, transaction)
+    event_ids = tuple(move.event_id for move in moves)
     return Outcome(
         transaction.id,
         "approve",

@@ -125,9 +125,9 @@ def _profile(alarm: bool) -> list[dict[str, Any]]:
         gamma = [250.0 + 30.0 * np.sin(n / 3.0) + bump * np.exp(-((n - 20) ** 2) / 12.0)] * 4
         samples.append(
             {
-                "at": (start + timedelta(milliseconds=200 * n)).isoformat(),
-                "gamma": [round(g, 1) for g in gamma],
-                "neutron": [3.0, 4.0],
+                "t": (start + timedelta(milliseconds=200 * n)).isoformat(),
+                "g": [round(float(g), 1) for g in gamma],
+                "n": [3.0, 4.0],
             }
         )
     return samples
