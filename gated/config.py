@@ -283,7 +283,9 @@ class MqttConfig(Strict):
 
 
 class KioskUser(Strict):
-    username: str = Field(description="Login name.")
+    username: str = Field(
+        pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Login name (letters, digits, _.@-)."
+    )
     role: Literal["clerk", "supervisor", "viewer"] = Field(description="What the user may do.")
     password_hash: str = Field(description="Argon2 hash made with `gated kiosk hash-password`.")
 
@@ -296,6 +298,26 @@ class KioskConfig(Strict):
         description="File with the secret that signs sessions (created if missing)."
     )
     users: list[KioskUser] = Field(default=[], description="Kiosk accounts.")
+    login_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins allowed per user name and per client address in the window.",
+    )
+    login_lockout_minutes: float = Field(
+        default=5.0, gt=0, description="Window of the failed-login limit, minutes."
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie over HTTPS only (set when served behind TLS).",
+    )
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> KioskConfig:
+        names = [user.username for user in self.users]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"kiosk user names must be unique, repeated: {', '.join(repeated)}")
+        return self
 
 
 class ImageStoreConfig(Strict):
