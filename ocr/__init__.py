@@ -1,1 +1,18 @@
-"""ocr package."""
+"""Container number OCR: reads ISO 6346 codes on gate-camera images and fuses a visit's reads.
+
+Public entry points: `read_image`, `fuse`, the `Engine` interface and `iso6346` helpers.
+"""
+
+from ocr.engine import Engine, Glyph, TesseractEngine, default_engine
+from ocr.iso6346 import is_valid_container_number, parse_size_type
+from ocr.reader import read_image
+
+__all__ = [
+    "Engine",
+    "Glyph",
+    "TesseractEngine",
+    "default_engine",
+    "is_valid_container_number",
+    "parse_size_type",
+    "read_image",
+]

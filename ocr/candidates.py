@@ -1,0 +1,189 @@
+"""Find where a container code may be: character-sized blobs, grouped into lines and columns.
+
+Blobs come from adaptive thresholds at both polarities (white paint on dark steel and dark
+paint on light steel). A code is a run of blobs of similar height along a line (one-line and
+multi-line layouts) or down a column (vertical layout of upright characters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Character height range in pixels at the working scale (1080p images are used as they are).
+MIN_CHAR_HEIGHT = 14
+MAX_CHAR_HEIGHT = 110
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One character-sized connected component."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    polarity: int  # 1: bright on dark, 0: dark on bright
+
+    @property
+    def cx(self) -> float:
+        return self.x + self.w / 2
+
+    @property
+    def cy(self) -> float:
+        return self.y + self.h / 2
+
+    @property
+    def right(self) -> int:
+        return self.x + self.w
+
+    @property
+    def bottom(self) -> int:
+        return self.y + self.h
+
+
+@dataclass(frozen=True)
+class Group:
+    """Blobs that read in order, along a line ('h') or down a column ('v')."""
+
+    blobs: tuple[Blob, ...]
+    direction: str
+
+    @property
+    def height(self) -> float:
+        return float(np.median([b.h for b in self.blobs]))
+
+
+def find_blobs(gray: np.ndarray) -> list[Blob]:
+    """Character-sized components at both polarities."""
+    blobs: list[Blob] = []
+    for polarity in (1, 0):
+        for block, offset in ((41, 12), (81, 16)):
+            blobs.extend(_blobs_of(gray, polarity, block, offset))
+    return _dedupe(blobs)
+
+
+def _blobs_of(gray: np.ndarray, polarity: int, block: int, offset: int) -> list[Blob]:
+    thresh_type = cv2.THRESH_BINARY if polarity else cv2.THRESH_BINARY_INV
+    c = -offset if polarity else offset
+    binary = cv2.adaptiveThreshold(
+        gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, thresh_type, block, c
+    )
+    count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    found = []
+    for index in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[index])
+        if not MIN_CHAR_HEIGHT <= h <= MAX_CHAR_HEIGHT:
+            continue
+        if w < 2 or w > 1.1 * h:
+            continue
+        fill = area / float(w * h)
+        if fill < 0.12 or fill > 0.92:
+            continue
+        if w < 0.25 * h and fill < 0.5:  # thin and sparse: a crack or a rod, not a '1'
+            continue
+        found.append(Blob(x, y, w, h, polarity))
+    return found
+
+
+def _dedupe(blobs: list[Blob]) -> list[Blob]:
+    """Drop near-identical boxes found by several thresholds."""
+    kept: list[Blob] = []
+    for blob in sorted(blobs, key=lambda b: (b.polarity, b.x, b.y)):
+        duplicate = False
+        for other in kept[-40:]:
+            if other.polarity != blob.polarity:
+                continue
+            if (
+                abs(other.x - blob.x) <= 2
+                and abs(other.y - blob.y) <= 2
+                and abs(other.w - blob.w) <= 3
+                and abs(other.h - blob.h) <= 3
+            ):
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(blob)
+    return kept
+
+
+def _drop_frames(blobs: list[Blob]) -> list[Blob]:
+    """A boxed check digit gives two blobs, the frame and the digit: keep the digit."""
+    if not blobs:
+        return blobs
+    arr = np.array([(b.x, b.y, b.right, b.bottom, b.h, b.polarity) for b in blobs], float)
+    x0, y0, x1, y1, h, pol = arr.T
+    kept = []
+    for i, blob in enumerate(blobs):
+        inside = (
+            (pol == pol[i])
+            & (x0 > x0[i]) & (y0 > y0[i]) & (x1 < x1[i]) & (y1 < y1[i])
+            & (h >= 0.4 * h[i]) & (h <= 0.92 * h[i])
+        )
+        if not inside.any():
+            kept.append(blob)
+    return kept
+
+
+class _Table:
+    """Blob boxes as arrays, for vectorised neighbour search."""
+
+    def __init__(self, blobs: list[Blob]) -> None:
+        arr = np.array(
+            [(b.x, b.y, b.right, b.bottom, b.w, b.h, b.cx, b.cy, b.polarity) for b in blobs],
+            float,
+        ).reshape(-1, 9)
+        (self.x0, self.y0, self.x1, self.y1, self.w, self.h,
+         self.cx, self.cy, self.pol) = arr.T
+
+
+def _next_index(table: _Table, i: int, direction: str) -> int | None:
+    """The nearest compatible blob after blob i along a line ('h') or down a column ('v')."""
+    h = np.maximum(table.h, table.h[i])
+    similar = np.maximum(table.h, table.h[i]) <= HEIGHT_TOLERANCE * np.minimum(table.h, table.h[i])
+    if direction == "h":
+        gap = table.x0 - table.x1[i]
+        ok = (gap >= -0.15 * h) & (gap <= 3.2 * h) & (np.abs(table.cy - table.cy[i]) <= 0.3 * h)
+    else:
+        gap = table.y0 - table.y1[i]
+        ok = (gap >= -0.1 * h) & (gap <= 1.0 * h) & (np.abs(table.cx - table.cx[i]) <= 0.45 * h)
+    ok &= similar & (table.pol == table.pol[i])
+    ok[i] = False
+    if not ok.any():
+        return None
+    candidates = np.flatnonzero(ok)
+    return int(candidates[np.argmin(gap[candidates])])
+
+
+HEIGHT_TOLERANCE = 1.3
+
+
+def _chains(blobs: list[Blob], direction: str) -> list[Group]:
+    if not blobs:
+        return []
+    table = _Table(blobs)
+    following: dict[int, int] = {}
+    has_previous: set[int] = set()
+    for i in range(len(blobs)):
+        nxt = _next_index(table, i, direction)
+        if nxt is not None and nxt not in has_previous:
+            following[i] = nxt
+            has_previous.add(nxt)
+    groups = []
+    for i in range(len(blobs)):
+        if i in has_previous:
+            continue
+        chain = [i]
+        while chain[-1] in following and len(chain) < 40:
+            chain.append(following[chain[-1]])
+        if len(chain) >= 3:
+            groups.append(Group(tuple(blobs[j] for j in chain), direction))
+    return groups
+
+
+def find_groups(gray: np.ndarray) -> tuple[list[Group], list[Group]]:
+    """Lines and columns of character-sized blobs."""
+    blobs = _drop_frames(find_blobs(gray))
+    return _chains(blobs, "h"), _chains(blobs, "v")

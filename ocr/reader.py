@@ -1,0 +1,330 @@
+"""Read the container number of one gate-camera image.
+
+Steps: find character-sized blobs and group them into lines and columns (`candidates`);
+assemble 11-character code candidates in the three layouts (one line, owner code above the
+serial, vertical column); paste each candidate's characters into one synthetic line and read
+it with position whitelists (letters, then digits); coerce confusable characters by position;
+let the check digit decide, repairing only when exactly one alternative fits; score.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gated.domain import ContainerRead
+from ocr import iso6346
+from ocr.candidates import Blob, Group, find_groups
+from ocr.engine import DIGITS, LETTERS, Engine, Glyph, default_engine
+from ocr.imageio import ImageError, ImageInput, describe, load_gray
+
+_LOGGER = logging.getLogger(__name__)
+
+SLOT_HEIGHT = 40
+SLOT_GAP = 16
+BORDER = 16
+MAX_CANDIDATES = 12
+# Scoring: a check-digit repair or a disagreement with the free read costs confidence.
+REPAIR_PENALTY = 0.75
+DISAGREEMENT_PENALTY = 0.8
+DEFAULT_MIN_CONFIDENCE = 0.6
+
+
+@dataclass(frozen=True)
+class Candidate:
+    blobs: tuple[Blob, ...]
+    layout: str  # horizontal, horizontal_multiline, vertical
+
+
+@dataclass(frozen=True)
+class CodeRead:
+    number: str
+    confidence: float
+    candidate: Candidate
+
+
+def read_image(
+    image: ImageInput,
+    camera: str | None = None,
+    engine: Engine | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> ContainerRead:
+    """Read one image. Never raises for bad input: the error goes into the result."""
+    started = time.perf_counter()
+    name = describe(image)
+    try:
+        gray = load_gray(image)
+    except ImageError as exc:
+        return _result(name, camera, started, error=str(exc))
+    except Exception as exc:  # a decoder bug must not take the lane down
+        _LOGGER.warning("camera %s: cannot load image %s: %r", camera, name, exc)
+        return _result(name, camera, started, error=f"cannot load image: {exc!r}")
+    try:
+        return _read_gray(gray, name, camera, engine or default_engine(), started, min_confidence)
+    except Exception as exc:
+        _LOGGER.exception("camera %s: OCR failed on %s", camera, name)
+        return _result(name, camera, started, error=f"OCR failed: {exc!r}")
+
+
+def _result(
+    name: str,
+    camera: str | None,
+    started: float,
+    error: str | None = None,
+    best: CodeRead | None = None,
+    size_type: str | None = None,
+    accepted: bool = False,
+) -> ContainerRead:
+    elapsed = (time.perf_counter() - started) * 1000.0
+    region = _region(best.candidate.blobs) if best is not None else None
+    return ContainerRead(
+        image=name,
+        camera=camera,
+        container_number=best.number if best is not None and accepted else None,
+        size_type=size_type if accepted else None,
+        confidence=round(best.confidence, 3) if best is not None else 0.0,
+        layout=best.candidate.layout if best is not None else None,
+        region=region,
+        error=error,
+        elapsed_ms=round(elapsed, 1),
+    )
+
+
+def _region(blobs: tuple[Blob, ...]) -> tuple[int, int, int, int]:
+    x0 = min(b.x for b in blobs)
+    y0 = min(b.y for b in blobs)
+    x1 = max(b.right for b in blobs)
+    y1 = max(b.bottom for b in blobs)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _read_gray(
+    gray: np.ndarray,
+    name: str,
+    camera: str | None,
+    engine: Engine,
+    started: float,
+    min_confidence: float,
+) -> ContainerRead:
+    lines, columns = find_groups(gray)
+    candidates = assemble(lines, columns)[:MAX_CANDIDATES]
+    reads = [r for r in (read_candidate(gray, c, engine) for c in candidates) if r is not None]
+    best = choose(reads)
+    if best is None:
+        return _result(name, camera, started)
+    accepted = best.confidence >= min_confidence
+    size_type = find_size_type(gray, best.candidate, lines, columns, engine) if accepted else None
+    _LOGGER.debug(
+        "camera %s: %s read %s (%.2f, %s)", camera, name, best.number, best.confidence,
+        "accepted" if accepted else "refused",
+    )
+    return _result(name, camera, started, best=best, size_type=size_type, accepted=accepted)
+
+
+# --- candidates ----------------------------------------------------------------------------
+
+
+def _consistent(blobs: tuple[Blob, ...]) -> bool:
+    heights = [b.h for b in blobs]
+    return max(heights) <= 1.5 * min(heights)
+
+
+def assemble(lines: list[Group], columns: list[Group]) -> list[Candidate]:
+    """11-blob candidates in the three layouts, longest and tallest groups first."""
+    found: list[Candidate] = []
+    for group in sorted(columns, key=lambda g: -g.height):
+        found.extend(_windows(group.blobs, "vertical"))
+    for group in sorted(lines, key=lambda g: -g.height):
+        found.extend(_windows(group.blobs, "horizontal"))
+    found.extend(_multiline(lines))
+    return found
+
+
+def _windows(blobs: tuple[Blob, ...], layout: str) -> list[Candidate]:
+    out = []
+    for start in range(0, len(blobs) - 10):
+        window = blobs[start : start + 11]
+        if _consistent(window):
+            out.append(Candidate(window, layout))
+    return out
+
+
+def _multiline(lines: list[Group]) -> list[Candidate]:
+    """Owner code on one line, serial and check digit on the line below, left-aligned."""
+    out = []
+    owners = [g for g in lines if len(g.blobs) == 4]
+    serials = [g for g in lines if len(g.blobs) >= 7]
+    for owner in owners:
+        first = owner.blobs[0]
+        bottom = max(b.bottom for b in owner.blobs)
+        for serial in serials:
+            lead = serial.blobs[0]
+            height = max(owner.height, serial.height)
+            drop = lead.y - bottom
+            if not -0.1 * height <= drop <= 1.6 * height:
+                continue
+            if abs(lead.x - first.x) > 1.2 * height:
+                continue
+            blobs = owner.blobs + serial.blobs[:7]
+            if _consistent(blobs):
+                out.append(Candidate(blobs, "horizontal_multiline"))
+    return out
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _glyph_image(gray: np.ndarray, blob: Blob) -> np.ndarray:
+    """One character, dark on white, SLOT_HEIGHT tall."""
+    pad = max(2, round(0.08 * blob.h))
+    y0, y1 = max(0, blob.y - pad), min(gray.shape[0], blob.bottom + pad)
+    x0, x1 = max(0, blob.x - pad), min(gray.shape[1], blob.right + pad)
+    crop = gray[y0:y1, x0:x1]
+    if blob.polarity == 1:
+        crop = 255 - crop
+    _thr, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    scale = SLOT_HEIGHT / float(crop.shape[0])
+    width = max(4, round(crop.shape[1] * scale))
+    resized = cv2.resize(binary, (width, SLOT_HEIGHT), interpolation=cv2.INTER_AREA)
+    _thr, resized = cv2.threshold(resized, 127, 255, cv2.THRESH_BINARY)
+    return resized
+
+
+def render(gray: np.ndarray, blobs: tuple[Blob, ...]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Paste the characters side by side on a white line; return it and each slot's x range."""
+    glyphs = [_glyph_image(gray, b) for b in blobs]
+    width = 2 * BORDER + sum(g.shape[1] for g in glyphs) + SLOT_GAP * (len(glyphs) - 1)
+    line = np.full((SLOT_HEIGHT + 2 * BORDER, width), 255, np.uint8)
+    slots = []
+    x = BORDER
+    for glyph in glyphs:
+        line[BORDER : BORDER + SLOT_HEIGHT, x : x + glyph.shape[1]] = glyph
+        slots.append((x, x + glyph.shape[1]))
+        x += glyph.shape[1] + SLOT_GAP
+    return line, slots
+
+
+def _assign(glyphs: list[Glyph], slots: list[tuple[int, int]]) -> list[Glyph | None]:
+    """Each slot's glyph, None where the engine saw no character or several."""
+    per_slot: list[list[Glyph]] = [[] for _ in slots]
+    for glyph in glyphs:
+        centre = (glyph.x0 + glyph.x1) / 2
+        for index, (x0, x1) in enumerate(slots):
+            if x0 - SLOT_GAP / 2 <= centre < x1 + SLOT_GAP / 2:
+                per_slot[index].append(glyph)
+                break
+    return [found[0] if len(found) == 1 else None for found in per_slot]
+
+
+def _read_part(
+    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str
+) -> list[Glyph | None]:
+    line, slots = render(gray, blobs)
+    assigned = _assign(engine.read_line(line, whitelist), slots)
+    for index, glyph in enumerate(assigned):
+        if glyph is None:  # read that one character on its own
+            single, single_slots = render(gray, (blobs[index],))
+            alone = _assign(engine.read_line(single, whitelist), single_slots)
+            assigned[index] = alone[0]
+    return assigned
+
+
+def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> CodeRead | None:
+    """Read one 11-blob candidate; None unless it yields exactly one valid number."""
+    owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS)
+    if any(g is None for g in owner):
+        return None
+    serial = _read_part(gray, candidate.blobs[4:], engine, DIGITS)
+    if any(g is None for g in serial):
+        return None
+    glyphs = [g for g in owner + serial if g is not None]
+    text = "".join(g.text for g in glyphs)
+    confidence = min(g.confidence for g in glyphs)
+    if iso6346.is_valid_container_number(text):
+        number = text
+    else:
+        alternatives = [[g.text] + [a for a, _c in g.alternatives] for g in glyphs]
+        valid = iso6346.valid_from_alternatives(alternatives)
+        if len(valid) != 1:
+            return None
+        number = valid[0]
+        confidence *= REPAIR_PENALTY
+    free = _free_read(gray, candidate, engine)
+    if free != number:
+        confidence *= DISAGREEMENT_PENALTY
+    return CodeRead(number, confidence, candidate)
+
+
+def _free_read(gray: np.ndarray, candidate: Candidate, engine: Engine) -> str | None:
+    """The candidate read without position whitelists, coerced by position afterwards: a check
+    that the letters really look like letters and the digits like digits."""
+    line, slots = render(gray, candidate.blobs)
+    assigned = _assign(engine.read_line(line, LETTERS + DIGITS), slots)
+    if any(g is None for g in assigned):
+        return None
+    return iso6346.coerce_positions("".join(g.text for g in assigned if g is not None))
+
+
+def choose(reads: list[CodeRead]) -> CodeRead | None:
+    """The best read of an image; conflicting valid numbers make it doubtful."""
+    if not reads:
+        return None
+    reads = sorted(reads, key=lambda r: -r.confidence)
+    best = reads[0]
+    support = sum(1 for r in reads if r.number == best.number)
+    rivals = [r for r in reads[1:] if r.number != best.number and _overlap(r, best)]
+    confidence = best.confidence
+    if rivals:
+        confidence *= max(0.0, 1.0 - rivals[0].confidence)
+    elif support > 1:
+        confidence = 1.0 - (1.0 - confidence) * 0.5
+    return CodeRead(best.number, confidence, best.candidate)
+
+
+def _overlap(a: CodeRead, b: CodeRead) -> bool:
+    ids = {(x.x, x.y) for x in a.candidate.blobs}
+    return any((x.x, x.y) in ids for x in b.candidate.blobs)
+
+
+# --- size/type code ------------------------------------------------------------------------
+
+
+def find_size_type(
+    gray: np.ndarray,
+    candidate: Candidate,
+    lines: list[Group],
+    columns: list[Group],
+    engine: Engine,
+) -> str | None:
+    """The 4-character size/type code printed next to the number, when one is found."""
+    x0, y0, w, h = _region(candidate.blobs)
+    char_h = float(np.median([b.h for b in candidate.blobs]))
+    serial = candidate.blobs[4:]
+    if candidate.layout == "vertical":
+        groups = [
+            g for g in columns
+            if 0 < g.blobs[0].x - (x0 + w) < 6 * char_h and abs(g.blobs[0].y - y0) < 3 * char_h
+        ]
+    else:
+        serial_x0 = min(b.x for b in serial)
+        serial_x1 = max(b.right for b in serial)
+        groups = [
+            g for g in lines
+            if 0 <= g.blobs[0].y - (y0 + h) < 2.5 * char_h
+            and serial_x0 - char_h <= g.blobs[0].x <= serial_x1
+        ]
+    for group in groups:
+        for start in range(0, len(group.blobs) - 3):
+            blobs = group.blobs[start : start + 4]
+            line, slots = render(gray, blobs)
+            assigned = _assign(engine.read_line(line, LETTERS + DIGITS), slots)
+            if any(g is None for g in assigned):
+                continue
+            code = iso6346.repair_size_type("".join(g.text for g in assigned if g is not None))
+            if code is not None:
+                return code
+    return None
