@@ -1,0 +1,116 @@
+"""A simulated pedestal TWIC reader on a pty, with scripted cards.
+
+Speaks the frame format of `drivers.card_reader`. Card kinds: valid, expired, canceled,
+biometric_fail, corrupted (a byte damaged on the line), slow (the frame trickles in).
+The scripted FASC-Ns are made-up numbers; `scripted_fascn(kind)` gives the one a kind uses so
+a world model can register the driver or put the card on the canceled card list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+
+from drivers.card_reader import encode_frame
+from drivers.fascn import Fascn, decode, from_digits
+from hwsim.pty_device import PtyDevice
+
+_LOGGER = logging.getLogger(__name__)
+
+CARD_KINDS = ("valid", "expired", "canceled", "biometric_fail", "corrupted", "slow")
+
+_SCRIPTED = {
+    "valid": from_digits("0070" "0001" "310042" "0" "1" "5550001111" "1" "2001" "1"),
+    "expired": from_digits("0070" "0001" "310077" "0" "2" "5550002222" "1" "2001" "1"),
+    "canceled": from_digits("0070" "0001" "310099" "1" "1" "5550003333" "1" "2001" "1"),
+}
+
+
+def scripted_fascn(kind: str) -> Fascn:
+    """The FASC-N a scripted card kind carries (biometric_fail, corrupted and slow use valid's)."""
+    return _SCRIPTED.get(kind, _SCRIPTED["valid"])
+
+
+class SimulatedCardReader:
+    """A card reader reachable at `link_path`; `present` holds a card to it."""
+
+    def __init__(self, link_path: str | Path, *, chunk_delay_s: float = 0.05) -> None:
+        self.device = PtyDevice(link_path, "simulated card reader")
+        self.chunk_delay_s = chunk_delay_s
+        self.presented = 0
+
+    @property
+    def link_path(self) -> Path:
+        return self.device.link_path
+
+    def close(self) -> None:
+        self.device.close()
+
+    def __enter__(self) -> SimulatedCardReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def frame_for(
+        self,
+        card: str | Fascn,
+        *,
+        biometric: bool | None = None,
+        score: int | None = None,
+        expires_on: date | None = None,
+        ascii_form: bool = False,
+        today: date | None = None,
+    ) -> bytes:
+        """The bytes the reader sends for one presentation (before any damage on the line)."""
+        today = today or date.today()
+        kind = card if isinstance(card, str) and card in CARD_KINDS else None
+        if isinstance(card, Fascn):
+            fascn = card
+        elif kind is not None:
+            fascn = scripted_fascn(kind)
+        else:
+            fascn = decode(card)
+        if expires_on is None:
+            expires_on = today - timedelta(days=30) if kind == "expired" else today.replace(
+                year=today.year + 3
+            )
+        if biometric is None:
+            biometric = kind != "biometric_fail"
+        if score is None:
+            score = 212 if biometric else 31
+        card_data = fascn.to_ascii() if ascii_form else fascn.to_hex()
+        result = "M" if biometric else "N"
+        return encode_frame(f"F={card_data};X={expires_on:%Y%m%d};B={result};S={score}")
+
+    async def present(
+        self,
+        card: str | Fascn,
+        *,
+        biometric: bool | None = None,
+        score: int | None = None,
+        expires_on: date | None = None,
+        ascii_form: bool = False,
+    ) -> None:
+        """Hold a card (a kind from CARD_KINDS, a Fascn, or FASC-N text) to the reader."""
+        frame = self.frame_for(
+            card, biometric=biometric, score=score, expires_on=expires_on, ascii_form=ascii_form
+        )
+        self.presented += 1
+        if card == "corrupted":
+            damaged = bytearray(frame)
+            damaged[len(frame) // 2] ^= 0x04  # one bit hit by noise on the line
+            self.device.write(bytes(damaged))
+        elif card == "slow":
+            for start in range(0, len(frame), 8):
+                self.device.write(frame[start : start + 8])
+                await asyncio.sleep(self.chunk_delay_s)
+        else:
+            self.device.write(frame)
+        await asyncio.sleep(0)
+
+    def send_raw(self, data: bytes) -> None:
+        """Put arbitrary bytes on the line: noise, half frames, joined frames."""
+        self.device.write(data)
