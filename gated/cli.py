@@ -11,8 +11,10 @@ from collections.abc import Sequence
 # Each subcommand lives in gated/commands/<module>.py with `register(subparsers)`, which adds
 # its parser and sets `func` (a callable taking the parsed arguments, returning an exit code).
 COMMAND_MODULES = (
+    "run",
     "check_config",
     "db",
+    "rpm",
     "credential",
 )
 

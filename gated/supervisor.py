@@ -66,6 +66,8 @@ class Supervisor:
             asyncio.create_task(self._keep_running(service), name=service.name)
             for service in self._services
         ]
+        _LOGGER.info("supervising %d services: %s", len(tasks),
+                     ", ".join(s.name for s in self._services))
         try:
             await self._stop.wait()
         finally:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +29,7 @@ from gated.domain import (
 from gated.outbox import add_event
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OPEN_STATES = (
     TransactionState.ARRIVING,
@@ -318,6 +319,11 @@ class TransactionStore:
                 tx.closed_at = utcnow()
             self._event(session, tx, "end" if state is TransactionState.CLOSED else "update")
 
+    def with_session(self, action: Callable[..., T], *args: Any) -> T:
+        """Run `action(session, *args)` in one committed database transaction."""
+        with self._sessions.begin() as session:
+            return action(session, *args)
+
     def load(self, tx_id: int) -> models.GateTransaction:
         with self._sessions() as session:
             tx = session.get_one(models.GateTransaction, tx_id)
@@ -367,6 +373,10 @@ def resolve(
     if tx.gate_pass_number is None:
         tx.gate_pass_number = f"{gate}-{next_counter(session, 'gate_pass'):06d}"
     tx.resolved_by = resolved_by
+    tx.details = {
+        **(tx.details or {}),
+        "yard_positions": {k: v for k, v in yard_positions.items() if k and v},
+    }
     kind = MoveKind.GATE_IN if tx.direction == "in" else MoveKind.GATE_OUT
     moves = []
     for container in tx.containers:

@@ -54,11 +54,11 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+def postgres() -> Iterator[Postgres]:
     """A PostgreSQL server on a loopback port; skips when the binaries are not installed."""
     if find_postgres_bin() is None:
         pytest.skip("PostgreSQL server binaries are not installed")
-    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    server = Postgres()
     server.start()
     yield server
     server.stop()

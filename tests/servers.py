@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,13 +79,14 @@ def find_postgres_bin() -> Path | None:
 class Postgres:
     """A throw-away PostgreSQL cluster on a loopback port, run as the `postgres` user."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
         bindir = find_postgres_bin()
         if bindir is None:
             raise RuntimeError("PostgreSQL binaries not found")
         self.bindir = bindir
-        self.workdir = workdir
-        self.datadir = workdir / "data"
+        # pytest's own temporary folders are private to root; the server runs as `postgres`
+        self.workdir = Path(tempfile.mkdtemp(prefix="gated-pg-"))
+        self.datadir = self.workdir / "data"
         self.port = free_port()
 
     def _run_as_postgres(self, *args: str) -> None:
@@ -119,4 +121,7 @@ class Postgres:
         return f"postgresql+psycopg://gated@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        self._run_as_postgres("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+        try:
+            self._run_as_postgres("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)

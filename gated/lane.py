@@ -1,0 +1,558 @@
+"""One lane's state machine: from a truck at the loop to a resolved move.
+
+Devices push inputs (`on_*` methods, called in the event loop's thread); the lane turns them
+into one visit's evidence, decides with `gated.decision.decide`, and drives the barrier, lights
+and printer. Inputs that fit no truck are recorded, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from gated.config import LaneConfig, SiteConfig
+from gated.decision import Evidence, decide
+from gated.domain import (
+    ContainerRead,
+    CredentialCheck,
+    Decision,
+    FusedContainer,
+    RadiationScan,
+    Reason,
+    TagRead,
+    TransactionState,
+    WeightReading,
+    utcnow,
+)
+from gated.metrics import Metrics
+from gated.ports import (
+    BarrierPort,
+    CapturePort,
+    CredentialPort,
+    MonitorPort,
+    OcrPort,
+    PlcInputs,
+    PrinterPort,
+)
+from gated.tickets import gate_pass_lines, inspection_lines, instruction_lines
+from gated.transactions import TransactionStore
+
+_LOGGER = logging.getLogger(__name__)
+
+TAG_LOOKBACK = timedelta(seconds=15)
+SCAN_LOOKBACK = timedelta(seconds=60)
+
+
+class SafetyRefusal(Exception):
+    """The lane refuses to open the barrier: the reason says which safety check failed."""
+
+
+@dataclass
+class Visit:
+    """The truck currently in the lane and the evidence gathered for it."""
+
+    tx_id: int
+    uuid: str
+    opened_at: datetime
+    opened_mono: float
+    state: TransactionState = TransactionState.IDENTIFYING
+    images_done: bool = False
+    images_captured: int = 0
+    reads: list[ContainerRead] = field(default_factory=list)
+    fused: list[FusedContainer] = field(default_factory=list)
+    tags: list[TagRead] = field(default_factory=list)
+    scan: RadiationScan | None = None
+    credential: CredentialCheck | None = None
+    weight: WeightReading | None = None
+    last_input_mono: float = 0.0
+    exit_seen: bool = False
+
+
+@dataclass(frozen=True)
+class LaneDevices:
+    """The lane's devices; any may be absent (the decision then says what is missing)."""
+
+    barrier: BarrierPort | None = None
+    monitor: MonitorPort | None = None
+    printer: PrinterPort | None = None
+    cameras: CapturePort | None = None
+    credentials: CredentialPort | None = None
+
+
+class LaneRunner:
+    def __init__(
+        self,
+        site: SiteConfig,
+        lane: LaneConfig,
+        store: TransactionStore,
+        devices: LaneDevices,
+        ocr: OcrPort | None,
+        ocr_executor: Executor | None = None,
+        metrics: Metrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.site = site
+        self.config = lane
+        self.lane = lane.id
+        self.store = store
+        self.devices = devices
+        self.ocr = ocr
+        self._ocr_executor = ocr_executor
+        self.metrics = metrics or Metrics()
+        self._monotonic = monotonic
+        self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.visit: Visit | None = None
+        self.plc = PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False)
+        self._recent_tags: deque[TagRead] = deque(maxlen=200)
+        self._pending_scans: deque[RadiationScan] = deque(maxlen=10)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.decided = asyncio.Event()
+        self.last_decision: Decision | None = None
+
+    # --- inputs (called by device adapters in the loop thread) -----------------------------
+
+    def on_plc(self, inputs: PlcInputs) -> None:
+        self._inbox.put_nowait(("plc", inputs))
+
+    def on_occupancy(self) -> None:
+        self._inbox.put_nowait(("occupancy", None))
+
+    def on_scan(self, scan: RadiationScan) -> None:
+        self._inbox.put_nowait(("scan", scan))
+
+    def on_tag(self, tag: TagRead) -> None:
+        self._inbox.put_nowait(("tag", tag))
+
+    def on_card(self, card: Any) -> None:
+        self._inbox.put_nowait(("card", card))
+
+    def on_weight(self, weight: WeightReading) -> None:
+        self._inbox.put_nowait(("weight", weight))
+
+    def release(self, tx_id: int, future: asyncio.Future[None]) -> None:
+        """A clerk approved the waiting transaction: open the barrier (safety permitting)."""
+        self._inbox.put_nowait(("release", (tx_id, future)))
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._recover()
+        try:
+            while True:
+                timeout = self._next_deadline()
+                try:
+                    kind, value = await asyncio.wait_for(self._inbox.get(), timeout)
+                except TimeoutError:
+                    kind, value = "tick", None
+                await self._handle(kind, value)
+                await self._maybe_decide()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _recover(self) -> None:
+        """After a restart: unfinished visits go to a clerk as interrupted, nothing is redone."""
+        for tx_id, tx_uuid, state in self.store.unfinished(self.lane):
+            if state in (s.value for s in (TransactionState.IDENTIFYING,
+                                           TransactionState.ARRIVING,
+                                           TransactionState.DECIDING)):
+                _LOGGER.warning("lane %s: transaction %s interrupted by a restart", self.lane,
+                                tx_uuid)
+                self.store.set_state(
+                    tx_id, TransactionState.TROUBLE,
+                    Reason("interrupted", "interrupted: the daemon restarted during this visit"),
+                )
+                state = TransactionState.TROUBLE
+            visit = Visit(tx_id, tx_uuid, utcnow(), self._monotonic(),
+                          state=TransactionState(state), images_done=True)
+            if self.visit is None:
+                self.visit = visit
+            else:
+                # only one truck stands in a lane; older leftovers are closed
+                self.store.set_state(
+                    self.visit.tx_id, TransactionState.CLOSED,
+                    Reason("superseded", "closed at restart: a later visit holds the lane",
+                           blocking=False),
+                )
+                self.visit = visit
+
+    def _next_deadline(self) -> float | None:
+        visit = self.visit
+        if visit is None or visit.state is not TransactionState.IDENTIFYING:
+            return None
+        now = self._monotonic()
+        deadlines = [d for d in self._deadlines(visit) if d > now]
+        return max(0.01, min(deadlines) - now) if deadlines else 0.01
+
+    def _deadlines(self, visit: Visit) -> list[float]:
+        t = self.config.timeouts
+        return [
+            visit.opened_mono + t.identify_s,
+            visit.opened_mono + t.scan_s,
+            visit.opened_mono + t.credential_s,
+        ]
+
+    async def _handle(self, kind: str, value: Any) -> None:
+        handler = {
+            "plc": self._on_plc,
+            "occupancy": self._on_occupancy,
+            "scan": self._on_scan,
+            "tag": self._on_tag,
+            "card": self._on_card,
+            "weight": self._on_weight,
+            "images": self._on_images,
+            "release": self._on_release,
+            "tick": None,
+        }.get(kind)
+        if handler is None:
+            return
+        try:
+            await handler(value)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _LOGGER.exception("lane %s: failed to handle %s input", self.lane, kind)
+            self.metrics.inc("gated_lane_input_errors_total", lane=self.lane, input=kind)
+
+    # --- arrival and evidence --------------------------------------------------------------
+
+    async def _open_visit(self, trigger: str) -> None:
+        now = utcnow()
+        tx_id, tx_uuid = self.store.open(self.lane, self.config.direction, now)
+        visit = Visit(tx_id, tx_uuid, now, self._monotonic())
+        self.visit = visit
+        self.decided.clear()
+        _LOGGER.info("lane %s: truck arrived (%s), transaction %s", self.lane, trigger, tx_uuid)
+        for tag in self._recent_tags:
+            if tag.seen_at >= now - TAG_LOOKBACK:
+                await self._attach_tag(visit, tag)
+        while self._pending_scans:
+            scan = self._pending_scans.popleft()
+            if scan.ended_at is None or scan.ended_at >= now - SCAN_LOOKBACK:
+                visit.scan = scan
+                self.store.add_scan(tx_id, scan)
+        self._spawn(self._capture(visit), f"lane-{self.lane}-capture-{tx_id}")
+        if self.devices.barrier is not None:
+            await self._safely(self.devices.barrier.set_light("red"), "set light red")
+
+    async def _on_plc(self, inputs: PlcInputs) -> None:
+        previous, self.plc = self.plc, inputs
+        visit = self.visit
+        if inputs.entry_loop and not previous.entry_loop and visit is None:
+            await self._open_visit("entry loop")
+            return
+        if visit is None:
+            return
+        if visit.state is TransactionState.LEAVING:
+            if inputs.exit_loop:
+                visit.exit_seen = True
+            if visit.exit_seen and not inputs.exit_loop and not inputs.photo_eye:
+                await self._close_after_exit(visit)
+        elif visit.state in (TransactionState.TROUBLE, TransactionState.INSPECTION):
+            if previous.entry_loop and not inputs.entry_loop and not inputs.exit_loop:
+                self.store.set_state(
+                    visit.tx_id, TransactionState.CLOSED,
+                    Reason("left_lane", "truck left the lane without passing the barrier",
+                           blocking=False),
+                )
+                _LOGGER.info("lane %s: truck of %s left the lane", self.lane, visit.uuid)
+                self.visit = None
+
+    async def _close_after_exit(self, visit: Visit) -> None:
+        if self.devices.barrier is not None:
+            await self._safely(self.devices.barrier.close_barrier(), "close barrier")
+            await self._safely(self.devices.barrier.set_light("red"), "set light red")
+        self.store.set_state(visit.tx_id, TransactionState.CLOSED)
+        _LOGGER.info("lane %s: transaction %s closed, truck passed", self.lane, visit.uuid)
+        self.visit = None
+
+    async def _on_occupancy(self, _: None) -> None:
+        if self.visit is None:
+            await self._open_visit("radiation portal occupancy")
+
+    async def _on_scan(self, scan: RadiationScan) -> None:
+        visit = self.visit
+        if visit is not None and visit.state is TransactionState.IDENTIFYING and visit.scan is None:
+            visit.scan = scan
+            visit.last_input_mono = self._monotonic()
+            self.store.add_scan(visit.tx_id, scan)
+            return
+        # the scan of the next truck, already through the portal while this one leaves
+        self._pending_scans.append(scan)
+        self.store.add_scan(None, scan)
+
+    async def _attach_tag(self, visit: Visit, tag: TagRead) -> None:
+        known, _ = self._truck_known(tag.epc)
+        visit.tags.append(tag)
+        visit.last_input_mono = self._monotonic()
+        self.store.add_tag(visit.tx_id, self.lane, tag, known)
+
+    def _truck_known(self, epc: str) -> tuple[bool, str | None]:
+        truck, _, _ = self.store.tos_facts((), epc)
+        return (truck is not None and truck.known), (truck.company_code if truck else None)
+
+    async def _on_tag(self, tag: TagRead) -> None:
+        self._recent_tags.append(tag)
+        visit = self.visit
+        if visit is not None and visit.state is TransactionState.IDENTIFYING:
+            if all(t.epc != tag.epc for t in visit.tags):
+                await self._attach_tag(visit, tag)
+            return
+        known, _ = self._truck_known(tag.epc)
+        self.store.add_tag(None, self.lane, tag, known)
+
+    async def _on_card(self, card: Any) -> None:
+        visit = self.visit
+        checker = self.devices.credentials
+        if checker is None:
+            return
+        company = None
+        if visit is not None and visit.tags:
+            _, company = self._truck_known(visit.tags[0].epc)
+        check = await asyncio.to_thread(self.store.with_session, checker.check, card, company)
+        if visit is None or visit.state not in (
+            TransactionState.IDENTIFYING, TransactionState.TROUBLE
+        ):
+            self.store.add_credential(None, self.lane, check)
+            self.store.record_unmatched(
+                self.lane, "credential", {"valid": check.valid, "last4": check.credential_last4}
+            )
+            return
+        self.store.add_credential(visit.tx_id, self.lane, check)
+        visit.credential = check
+        visit.last_input_mono = self._monotonic()
+        if visit.state is TransactionState.TROUBLE:
+            # the driver tried again at the pedestal: decide afresh with the new credential
+            visit.state = TransactionState.IDENTIFYING
+            self.store.set_state(visit.tx_id, TransactionState.IDENTIFYING)
+
+    async def _on_weight(self, weight: WeightReading) -> None:
+        visit = self.visit
+        if not weight.stable:
+            return
+        if visit is None or visit.state is not TransactionState.IDENTIFYING:
+            self.store.record_unmatched(self.lane, "weight", {"gross_kg": weight.gross_kg})
+            return
+        visit.weight = weight
+        visit.last_input_mono = self._monotonic()
+        self.store.set_weight(visit.tx_id, weight)
+
+    async def _capture(self, visit: Visit) -> None:
+        reads: list[ContainerRead] = []
+        fused: list[FusedContainer] = []
+        captured = 0
+        if self.devices.cameras is not None:
+            images = await self.devices.cameras.capture(visit.uuid)
+            captured = sum(1 for i in images if i.path)
+            loop = asyncio.get_running_loop()
+            if self.ocr is not None:
+                ocr = self.ocr
+                jobs = [
+                    loop.run_in_executor(self._ocr_executor, ocr.read, image.path, image.camera)
+                    for image in images
+                    if image.path
+                ]
+                started = self._monotonic()
+                reads = list(await asyncio.gather(*jobs))
+                for read in reads:
+                    self.metrics.observe("gated_ocr_seconds", read.elapsed_ms / 1000.0)
+                fused = ocr.fuse(reads)
+                _LOGGER.debug("lane %s: OCR of %d images in %.2f s", self.lane, len(reads),
+                              self._monotonic() - started)
+        self._inbox.put_nowait(("images", (visit.tx_id, reads, fused, captured)))
+
+    async def _on_images(self, value: tuple[int, list[ContainerRead], list[FusedContainer], int]
+                         ) -> None:
+        tx_id, reads, fused, captured = value
+        visit = self.visit
+        self.store.add_reads(tx_id, reads, fused)
+        if visit is None or visit.tx_id != tx_id:
+            return
+        visit.reads, visit.fused, visit.images_captured = reads, fused, captured
+        visit.images_done = True
+        visit.last_input_mono = self._monotonic()
+
+    # --- deciding --------------------------------------------------------------------------
+
+    def _ready(self, visit: Visit) -> bool:
+        now = self._monotonic()
+        t = self.config.timeouts
+        identify_over = now >= visit.opened_mono + t.identify_s
+        have = {
+            "images": visit.images_done,
+            "tag": bool(visit.tags) or self.config.rfid is None,
+            "weight": visit.weight is not None or self.config.scale is None,
+        }
+        scan_ok = visit.scan is not None or now >= visit.opened_mono + t.scan_s
+        credential_ok = (
+            visit.credential is not None
+            or self.config.card_reader is None
+            or now >= visit.opened_mono + t.credential_s
+        )
+        return scan_ok and credential_ok and (all(have.values()) or identify_over)
+
+    async def _maybe_decide(self) -> None:
+        visit = self.visit
+        if visit is None or visit.state is not TransactionState.IDENTIFYING:
+            return
+        if not self._ready(visit):
+            return
+        await self._decide(visit)
+
+    def _evidence(self, visit: Visit) -> tuple[Evidence, Any, Any]:
+        numbers = [c.container_number for c in visit.fused]
+        epc = visit.tags[0].epc if visit.tags else None
+        truck, appointments, holds = self.store.tos_facts(numbers, epc)
+        monitor = self.devices.monitor
+        barrier = self.devices.barrier
+        rpm_problem = "no radiation monitor connected" if monitor is None else monitor.problem
+        unreadable_seen = any(
+            r.container_number is None and r.region is not None and r.error is None
+            for r in visit.reads
+        ) and not visit.fused
+        evidence = Evidence(
+            lane_direction=self.config.direction,
+            at=utcnow(),
+            containers=tuple(visit.fused),
+            unreadable_container_seen=unreadable_seen,
+            images_captured=visit.images_captured,
+            truck=truck,
+            scan=visit.scan,
+            rpm_problem=rpm_problem,
+            credential=visit.credential,
+            credential_reader=self.config.card_reader is not None,
+            weight=visit.weight,
+            scale_configured=self.config.scale is not None,
+            max_gross_kg=self.config.scale.max_gross_kg if self.config.scale else None,
+            min_gross_kg=self.config.scale.min_gross_kg if self.config.scale else None,
+            plc_problem=("no PLC connected" if barrier is None else barrier.problem),
+            appointments=appointments,
+            holds=holds,
+            min_confidence=self.site.ocr.min_confidence,
+        )
+        return evidence, appointments, truck
+
+    async def _decide(self, visit: Visit) -> None:
+        evidence, appointments, truck = self._evidence(visit)
+        result = decide(evidence)
+        latency = self._monotonic() - (visit.last_input_mono or visit.opened_mono)
+        self.metrics.observe("gated_decision_latency_seconds", max(0.0, latency))
+        self.metrics.inc("gated_transactions_total", lane=self.lane, decision=result.decision)
+        tx = self.store.decide(visit.tx_id, result, evidence.at, appointments, truck)
+        visit.state = TransactionState(tx.state)
+        self.last_decision = result.decision
+        _LOGGER.info(
+            "lane %s: %s for %s: %s", self.lane, result.decision, visit.uuid,
+            "; ".join(r.text for r in result.reasons if r.blocking) or "all checks passed",
+        )
+        if result.decision is Decision.PROCEED:
+            await self._let_through(visit)
+        elif result.decision is Decision.INSPECTION:
+            await self._print(visit.tx_id, "SECONDARY INSPECTION", inspection_lines)
+        self.decided.set()
+
+    async def _let_through(self, visit: Visit) -> None:
+        barrier = self.devices.barrier
+        if barrier is None:
+            return
+        try:
+            await barrier.open_barrier()
+            await barrier.set_light("green")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _LOGGER.error("lane %s: barrier did not open for %s: %s", self.lane, visit.uuid, exc)
+            self.store.set_state(
+                visit.tx_id, TransactionState.TROUBLE,
+                Reason("barrier_failed", f"barrier did not open: {exc}"),
+            )
+            visit.state = TransactionState.TROUBLE
+            return
+        self.store.set_state(visit.tx_id, TransactionState.LEAVING)
+        visit.state = TransactionState.LEAVING
+        await self._print(visit.tx_id, "GATE PASS", gate_pass_lines)
+        await self._print(visit.tx_id, "INSTRUCTIONS", instruction_lines)
+
+    async def _on_release(self, value: tuple[int, asyncio.Future[None]]) -> None:
+        tx_id, future = value
+        try:
+            visit = self.visit
+            if visit is None or visit.tx_id != tx_id:
+                raise SafetyRefusal("this truck is no longer at the barrier of the lane")
+            self.check_release_safety(tx_id)
+            await self._let_through(visit)
+            if visit.state is not TransactionState.LEAVING:
+                raise SafetyRefusal("the barrier did not open")
+        except Exception as exc:  # handed to the clerk's request
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(None)
+
+    def check_release_safety(self, tx_id: int) -> None:
+        """Fail closed: a clerk may not open the barrier without a clean scan and a valid
+        credential of this visit."""
+        tx = self.store.load(tx_id)
+        scan = tx.scans[-1] if tx.scans else None
+        if scan is None or not scan.complete or scan.faults:
+            raise SafetyRefusal("no complete radiation scan of this truck")
+        if scan.gamma_alarm or scan.neutron_alarm or scan.monitor_gamma_alarm \
+                or scan.monitor_neutron_alarm:
+            raise SafetyRefusal("radiation alarm: only secondary inspection can clear this truck")
+        if self.devices.monitor is not None and self.devices.monitor.problem:
+            raise SafetyRefusal(f"radiation monitor not trusted: {self.devices.monitor.problem}")
+        if not any(c.valid for c in tx.credential_checks):
+            raise SafetyRefusal("no valid credential presented for this visit")
+
+    # --- effects ---------------------------------------------------------------------------
+
+    async def _print(self, tx_id: int, title: str, render: Callable[..., list[str]]) -> None:
+        printer = self.devices.printer
+        if printer is None:
+            return
+        tx = self.store.load(tx_id)
+        width = self.config.printer.width_chars if self.config.printer else 42
+        await self._safely(printer.print_ticket(render(tx, width), title), f"print {title}")
+
+    async def print_tickets(self, tx_id: int) -> None:
+        await self._print(tx_id, "GATE PASS", gate_pass_lines)
+        await self._print(tx_id, "INSTRUCTIONS", instruction_lines)
+
+    async def _safely(self, action: Any, what: str) -> None:
+        try:
+            await action
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _LOGGER.error("lane %s: %s failed: %s", self.lane, what, exc)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def board(self) -> dict[str, Any]:
+        """The lane as the kiosk board shows it."""
+        visit = self.visit
+        return {
+            "lane": self.lane,
+            "direction": self.config.direction,
+            "state": visit.state.value if visit else "idle",
+            "transaction_id": visit.tx_id if visit else None,
+            "transaction_uuid": visit.uuid if visit else None,
+            "truck": visit.tags[0].epc if visit and visit.tags else None,
+            "containers": [c.container_number for c in visit.fused] if visit else [],
+            "entry_loop": self.plc.entry_loop,
+            "exit_loop": self.plc.exit_loop,
+            "last_decision": self.last_decision.value if self.last_decision else None,
+        }

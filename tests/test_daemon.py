@@ -1,0 +1,80 @@
+"""`gated run` starts, and stops cleanly on SIGTERM within the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gated.supervisor import Service, Supervisor
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
+
+
+def test_help_lists_subcommands() -> None:
+    out = subprocess.run([sys.executable, "-m", "gated.cli", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for command in ("run", "check-config", "db"):
+        assert command in out
+    out = subprocess.run([sys.executable, "-m", "hwsim.cli", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "usage: hwsim" in out
+
+
+def test_run_stops_on_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    text = EXAMPLE.read_text().replace("sqlite:///var/gated.db", f"sqlite:///{tmp_path}/g.db")
+    config.write_text(text)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gated.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        lines = []
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if "supervising" in line:
+                break
+        else:
+            pytest.fail("daemon did not start: " + "".join(lines))
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=10)
+        assert code == 0, "".join(lines) + process.stdout.read()
+        assert time.monotonic() - sent < 5.0 + 1.0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+async def test_supervisor_restarts_a_crashed_service() -> None:
+    runs = 0
+
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 3:
+            raise RuntimeError("device exploded")
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor([Service("flaky", flaky)], backoff_start_s=0.01)
+    task = asyncio.create_task(supervisor.run(install_signal_handlers=False), name="sup")
+    for _ in range(200):
+        if runs >= 3:
+            break
+        await asyncio.sleep(0.01)
+    supervisor.stop()
+    await task
+    assert runs == 3
+    assert supervisor.restarts["flaky"] == 2
