@@ -101,3 +101,9 @@ def test_every_field_is_described() -> None:
                 if not info.description:
                     missing.append(f"{value.__name__}.{name}")
     assert not missing, missing
+
+
+def test_reference_document_is_current() -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "config_reference.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], check=False)
+    assert result.returncode == 0, "run scripts/config_reference.py to refresh docs/configuration.md"
