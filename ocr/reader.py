@@ -178,25 +178,93 @@ def _multiline(lines: list[Group]) -> list[Candidate]:
 # --- reading -------------------------------------------------------------------------------
 
 
-def _glyph_image(gray: np.ndarray, blob: Blob) -> np.ndarray:
-    """One character, dark on white, SLOT_HEIGHT tall."""
+def _glyph_image(gray: np.ndarray, blob: Blob, may_be_boxed: bool = False) -> np.ndarray:
+    """One character, dark on white, SLOT_HEIGHT tall. Only the check digit may be boxed."""
     pad = max(2, round(0.08 * blob.h))
-    y0, y1 = max(0, blob.y - pad), min(gray.shape[0], blob.bottom + pad)
-    x0, x1 = max(0, blob.x - pad), min(gray.shape[1], blob.right + pad)
-    crop = gray[y0:y1, x0:x1]
-    if blob.polarity == 1:
-        crop = 255 - crop
-    _thr, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    scale = SLOT_HEIGHT / float(crop.shape[0])
-    width = max(4, round(crop.shape[1] * scale))
+    binary = _binarise(gray, blob.x - pad, blob.y - pad, blob.right + pad, blob.bottom + pad,
+                       blob.polarity)
+    if may_be_boxed and _is_frame(binary, pad):
+        binary = _unbox(binary, pad)
+    scale = SLOT_HEIGHT / float(binary.shape[0])
+    width = max(4, round(binary.shape[1] * scale))
     resized = cv2.resize(binary, (width, SLOT_HEIGHT), interpolation=cv2.INTER_AREA)
     _thr, resized = cv2.threshold(resized, 127, 255, cv2.THRESH_BINARY)
     return resized
 
 
-def render(gray: np.ndarray, blobs: tuple[Blob, ...]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Paste the characters side by side on a white line; return it and each slot's x range."""
-    glyphs = [_glyph_image(gray, b) for b in blobs]
+def _binarise(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, polarity: int) -> np.ndarray:
+    """Otsu threshold of a crop, ink black (0) on white (255)."""
+    y0, y1 = max(0, y0), min(gray.shape[0], y1)
+    x0, x1 = max(0, x0), min(gray.shape[1], x1)
+    crop = gray[y0:y1, x0:x1]
+    if polarity == 1:
+        crop = 255 - crop
+    _thr, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return binary
+
+
+def _is_frame(binary: np.ndarray, pad: int) -> bool:
+    """True when ink runs along all four sides of the blob's box: a frame around the check
+    digit (often a parallelogram on an oblique view), not a character."""
+    inner = binary[pad : binary.shape[0] - pad, pad : binary.shape[1] - pad] == 0
+    height, width = inner.shape
+    if height < 8 or width < 6 or width < 0.45 * height:
+        return False
+    strip_y = max(2, round(0.15 * height))
+    strip_x = max(2, round(0.2 * width))
+    sides = (
+        inner[:strip_y, :].any(axis=0).mean(),
+        inner[-strip_y:, :].any(axis=0).mean(),
+        inner[:, :strip_x].any(axis=1).mean(),
+        inner[:, -strip_x:].any(axis=1).mean(),
+    )
+    return min(sides) >= 0.75
+
+
+def _unbox(binary: np.ndarray, pad: int) -> np.ndarray:
+    """The digit inside a frame, cropped to itself. A digit apart from its frame is kept as it
+    is; one that touches it is separated by its thicker strokes (an opening that the thin
+    frame lines do not survive). Returns the input when no digit is found."""
+    ink = (binary == 0).astype(np.uint8)
+    height, width = ink.shape
+    min_h = 0.4 * (height - 2 * pad)
+    count, labels, stats, _centroids = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    frames = [
+        i for i in range(1, count)
+        if stats[i][2] >= 0.8 * (width - 2 * pad) and stats[i][3] >= 0.8 * (height - 2 * pad)
+    ]
+    inside = [i for i in range(1, count) if i not in frames and stats[i][3] >= min_h]
+    if frames and inside:
+        digit = np.isin(labels, inside)
+    else:
+        dist = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
+        core_radius = 0.55 * float(dist.max())
+        if core_radius < 1.0:
+            return binary
+        size = 2 * round(core_radius) + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        core = cv2.dilate((dist >= core_radius).astype(np.uint8), kernel) & ink
+        count, labels, stats, _centroids = cv2.connectedComponentsWithStats(core, connectivity=8)
+        inside = [i for i in range(1, count) if stats[i][3] >= min_h]
+        if not inside:
+            return binary
+        digit = np.isin(labels, inside)
+    ys, xs = np.nonzero(digit)
+    y0, y1 = max(0, ys.min() - pad), min(height, ys.max() + 1 + pad)
+    x0, x1 = max(0, xs.min() - pad), min(width, xs.max() + 1 + pad)
+    cleaned = np.full((y1 - y0, x1 - x0), 255, np.uint8)
+    cleaned[digit[y0:y1, x0:x1]] = 0
+    return cleaned
+
+
+def render(
+    gray: np.ndarray, blobs: tuple[Blob, ...], boxed_last: bool = False
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Paste the characters side by side on a white line; return it and each slot's x range.
+    With `boxed_last` the last character may be a boxed check digit."""
+    glyphs = [
+        _glyph_image(gray, b, boxed_last and i == len(blobs) - 1) for i, b in enumerate(blobs)
+    ]
     width = 2 * BORDER + sum(g.shape[1] for g in glyphs) + SLOT_GAP * (len(glyphs) - 1)
     line = np.full((SLOT_HEIGHT + 2 * BORDER, width), 255, np.uint8)
     slots = []
@@ -221,13 +289,18 @@ def _assign(glyphs: list[Glyph], slots: list[tuple[int, int]]) -> list[Glyph | N
 
 
 def _read_part(
-    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str
+    gray: np.ndarray,
+    blobs: tuple[Blob, ...],
+    engine: Engine,
+    whitelist: str,
+    boxed_last: bool = False,
 ) -> list[Glyph | None]:
-    line, slots = render(gray, blobs)
+    line, slots = render(gray, blobs, boxed_last)
     assigned = _assign(engine.read_line(line, whitelist), slots)
     for index, glyph in enumerate(assigned):
         if glyph is None:  # read that one character on its own
-            single, single_slots = render(gray, (blobs[index],))
+            last = boxed_last and index == len(blobs) - 1
+            single, single_slots = render(gray, (blobs[index],), last)
             alone = _assign(engine.read_line(single, whitelist), single_slots)
             assigned[index] = alone[0]
     return assigned
@@ -238,7 +311,7 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
     owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS)
     if any(g is None for g in owner):
         return None
-    serial = _read_part(gray, candidate.blobs[4:], engine, DIGITS)
+    serial = _read_part(gray, candidate.blobs[4:], engine, DIGITS, boxed_last=True)
     if any(g is None for g in serial):
         return None
     glyphs = [g for g in owner + serial if g is not None]
@@ -262,11 +335,11 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
 def _free_read(gray: np.ndarray, candidate: Candidate, engine: Engine) -> str | None:
     """The candidate read without position whitelists, coerced by position afterwards: a check
     that the letters really look like letters and the digits like digits."""
-    line, slots = render(gray, candidate.blobs)
-    assigned = _assign(engine.read_line(line, LETTERS + DIGITS), slots)
-    if any(g is None for g in assigned):
+    owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS + DIGITS)
+    serial = _read_part(gray, candidate.blobs[4:], engine, LETTERS + DIGITS, boxed_last=True)
+    if any(g is None for g in owner + serial):
         return None
-    return iso6346.coerce_positions("".join(g.text for g in assigned if g is not None))
+    return iso6346.coerce_positions("".join(g.text for g in owner + serial if g is not None))
 
 
 def choose(reads: list[CodeRead]) -> CodeRead | None:
@@ -317,6 +390,7 @@ def find_size_type(
             if 0 <= g.blobs[0].y - (y0 + h) < 2.5 * char_h
             and serial_x0 - char_h <= g.blobs[0].x <= serial_x1
         ]
+    groups.sort(key=lambda g: abs(g.blobs[0].y - y0) + abs(g.blobs[0].x - x0))
     for group in groups:
         for start in range(0, len(group.blobs) - 3):
             blobs = group.blobs[start : start + 4]
