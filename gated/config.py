@@ -280,6 +280,24 @@ class MqttConfig(Strict):
         default=30.0, gt=0, description="A move not acknowledged by the TOS is resent after this."
     )
     max_inflight: int = Field(default=100, ge=1, description="QoS 1 messages in flight at once.")
+    session_expiry_s: int = Field(
+        default=86400,
+        ge=0,
+        description="How long the broker keeps the gate's session (and the TOS commands queued "
+        "for it) while the gate is disconnected, seconds.",
+    )
+    reconnect_max_s: int = Field(
+        default=30, ge=1, description="Upper bound of the reconnect back-off, seconds."
+    )
+    max_command_bytes: int = Field(
+        default=65536, ge=256, description="TOS commands larger than this are refused."
+    )
+    outbox_keep_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Published events are kept this long for inspection, then deleted "
+        "(events of moves the TOS has not acknowledged are always kept).",
+    )
 
 
 class KioskUser(Strict):
