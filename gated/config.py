@@ -71,15 +71,20 @@ class RpmRegisterMap(Strict):
         "3 fault, 4 tamper.",
     )
     heartbeat: Address = Field(
-        default=1, description="Input register the monitor increments at least once a second."
+        default=1,
+        description="Input register the monitor increments with every sample (at least once a "
+        "second); a new value means new counts.",
     )
     occupancy_id: Address = Field(default=2, description="Input register: occupancy counter.")
     gamma_counts: Address = Field(
         default=10,
-        description="First of 4 gamma channels, each a 32-bit count (low word first), counts/s.",
+        description="First of the gamma channels, each a 32-bit count (low word first): counts "
+        "over the last 1 s.",
     )
     neutron_counts: Address = Field(
-        default=20, description="First of 2 neutron channels, each 32-bit (low word first)."
+        default=20,
+        description="First of the neutron channels, each a 32-bit count (low word first): "
+        "counts over the last 1 s.",
     )
     gamma_background: Address = Field(
         default=30,
@@ -108,7 +113,22 @@ class RpmConfig(Strict):
         default=0.2, gt=0, le=5, description="Modbus poll period (gamma samples every 200 ms)."
     )
     heartbeat_timeout_s: float = Field(
-        default=3.0, gt=0, description="No heartbeat or data for this long fails the lane closed."
+        default=3.0,
+        gt=0,
+        description="Modbus: a heartbeat register that does not change for this long fails the "
+        "lane closed.",
+    )
+    line_timeout_s: float = Field(
+        default=12.0,
+        gt=0,
+        description="ASCII: no line for this long fails the lane closed (an idle monitor sends "
+        "a background about every 5 s).",
+    )
+    timeout_s: float = Field(
+        default=1.0, gt=0, le=10, description="Answer timeout of one Modbus request, seconds."
+    )
+    backoff_cap_s: float = Field(
+        default=30.0, gt=0, description="Upper bound of the reconnect back-off, seconds."
     )
     sigma: float | None = Field(
         default=None,
@@ -156,6 +176,23 @@ class PlcConfig(Strict):
         default_factory=PlcRegisterMap, description="Register map of this site's PLC."
     )
     poll_interval_s: float = Field(default=0.1, gt=0, le=5, description="Poll period, seconds.")
+    timeout_s: float = Field(
+        default=1.0, gt=0, le=10, description="Answer timeout of one Modbus request, seconds."
+    )
+    heartbeat_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="A heartbeat register that does not change for this long means the PLC "
+        "has stopped: the lane fails closed.",
+    )
+    backoff_cap_s: float = Field(
+        default=30.0, gt=0, description="Upper bound of the reconnect back-off, seconds."
+    )
+    barrier_travel_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A barrier still not open or closed this long after a command is a fault.",
+    )
 
 
 class SerialDeviceConfig(Strict):
