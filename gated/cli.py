@@ -14,8 +14,10 @@ COMMAND_MODULES = (
     "run",
     "check_config",
     "db",
+    "drivers",
     "rpm",
     "credential",
+    "ocr",
 )
 
 
