@@ -377,13 +377,15 @@ def ro_access_report(tag_reports: list[bytes], message_id: int) -> bytes:
     return _with_body(MessageType.RO_ACCESS_REPORT, b"".join(tag_reports), message_id)
 
 
-def truncate_parameter(tag_report: bytes, missing: int = 6) -> bytes:
-    """A TagReportData whose declared length runs past its bytes (a reader firmware fault).
+def truncate_parameter(tag_report: bytes, missing: int = 1) -> bytes:
+    """A TagReportData cut short: its declared length stays, its last bytes are gone.
 
-    The message around it keeps a correct length, so framing survives but decoding does not.
+    The message around it keeps a correct length, so framing survives but decoding does not
+    (the last TV field is incomplete), as with a reader firmware fault.
     """
-    param_type, length = TLV.unpack_from(tag_report)
-    return TLV.pack(param_type, length + missing) + tag_report[TLV.size :]
+    if len(tag_report) <= TLV.size + missing:
+        raise ValueError("tag report too short to truncate")
+    return tag_report[:-missing]
 
 
 # --- decoding client messages -------------------------------------------------------------------

@@ -310,10 +310,14 @@ class _Session:
 
     async def _keepalive_loop(self) -> None:
         faults = self.owner.faults
+        last = time.monotonic()
         while True:
-            period = self.keepalive_ms / 1000 if self.keepalive_ms else 1.0
-            await asyncio.sleep(period)
-            if self.keepalive_ms and not faults.stop_keepalives:
+            await asyncio.sleep(min(0.05, self.keepalive_ms / 1000 or 0.05))
+            now = time.monotonic()
+            if not self.keepalive_ms or now - last < self.keepalive_ms / 1000:
+                continue
+            last = now
+            if not faults.stop_keepalives:
                 self.send(llrp.keepalive(self.next_id()))
 
     async def _inventory_loop(self) -> None:
