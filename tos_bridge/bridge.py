@@ -96,7 +96,7 @@ class TosBridge:
         self._topics = mqtt.Topics(config)
         self._device = f"mqtt {config.mqtt.host}:{config.mqtt.port}"
         self._ack_timeout = timedelta(seconds=config.mqtt.tos_ack_timeout_s)
-        self._resend_every = min(max(config.mqtt.tos_ack_timeout_s / 4, 0.05), 5.0)
+        self._resend_every = min(max(config.mqtt.tos_ack_timeout_s / 4, 0.05), 2.0)
         self.counters = BridgeCounters()
 
         self._wake = threading.Event()
@@ -420,7 +420,6 @@ class TosBridge:
                 session.execute(
                     update(Move)
                     .where(Move.event_id.in_(moves[start : start + CHUNK]))
-                    .where(Move.acked_at.is_(None))
                     .values(last_sent_at=now, send_count=Move.send_count + 1)
                     .execution_options(synchronize_session=False)
                 )
