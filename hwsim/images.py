@@ -167,8 +167,9 @@ def random_spec(
 
 
 @functools.lru_cache(maxsize=4096)
-def _glyph(font: str, char: str, height: int, weight: int) -> np.ndarray:
-    """The ink of one character as a uint8 mask, cropped and scaled to `height` pixels."""
+def _glyph(font: str, char: str, height: int, weight: int, condense: float) -> np.ndarray:
+    """The ink of one character as a uint8 mask, cropped, scaled to `height` pixels and
+    narrowed by `condense` (container stencils are narrower than book type)."""
     canvas = np.zeros((height * 3, height * 3), np.uint8)
     origin = (height // 2, height * 2)
     if font in HERSHEY_FONTS:
@@ -183,7 +184,7 @@ def _glyph(font: str, char: str, height: int, weight: int) -> np.ndarray:
     if w == 0 or h == 0:
         raise ValueError(f"font {font} has no ink for {char!r}")
     ink = canvas[y : y + h, x : x + w]
-    width = max(2, round(w * height / h))
+    width = max(2, round(w * height / h * condense))
     return cv2.resize(ink, (width, height), interpolation=cv2.INTER_AREA)
 
 
@@ -213,12 +214,16 @@ class _Pen:
     height: int
     weight: int
     pitch: float
+    condense: float
     colour: np.ndarray
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
 
+    def glyph(self, char: str) -> np.ndarray:
+        return _glyph(self.font, char, self.height, self.weight, self.condense)
+
     def char(self, char: str, x: int, y: int, boxed: bool = False) -> tuple[int, int, int, int]:
         """Draw `char` centred in its cell whose top-left is (x, y); return the ink box."""
-        mask = _glyph(self.font, char, self.height, self.weight)
+        mask = self.glyph(char)
         cell = self.advance(char)
         left = x + max(0, (cell - mask.shape[1]) // 2)
         _stamp(self.panel, mask, left, y, self.colour)
@@ -236,7 +241,7 @@ class _Pen:
 
     def advance(self, char: str) -> int:
         """Cell width of `char`: the pitch, widened for broad glyphs so that none touch."""
-        glyph_width = _glyph(self.font, char, self.height, self.weight).shape[1]
+        glyph_width = self.glyph(char).shape[1]
         return max(round(self.height * self.pitch), glyph_width + self.height // 7)
 
     def line(self, text: str, x: int, y: int, box_last: bool = False) -> int:
@@ -281,9 +286,9 @@ def _panel(spec: RenderSpec, rng: np.random.Generator) -> tuple[np.ndarray, tupl
 
     # corrugation: a periodic light/dark profile across (end walls) or down (doors)
     period = rng.uniform(60, 110)
-    depth = rng.uniform(0.06, 0.16)
+    depth = rng.uniform(0.03, 0.09)
     axis = np.arange(height if door else width, dtype=np.float32)
-    profile = 1 + depth * np.clip(2.2 * np.sin(2 * np.pi * axis / period), -1, 1)
+    profile = 1 + depth * np.clip(1.5 * np.sin(2 * np.pi * axis / period), -1, 1)
     panel *= profile[:, None, None] if door else profile[None, :, None]
     blotches = cv2.resize(rng.normal(1, 0.05, (12, 12)).astype(np.float32), (width, height))
     panel *= blotches[..., None]
@@ -292,14 +297,16 @@ def _panel(spec: RenderSpec, rng: np.random.Generator) -> tuple[np.ndarray, tupl
     _dirt(panel_u8, rng, spec.difficulty)
 
     ink = np.array(ink_rgb[::-1], np.float32) * rng.uniform(0.85, 1.0)
+    low, high = (0.85, 1.0) if "condensed" in spec.font else (0.62, 0.85)
     pen = _Pen(
-        panel_u8, spec.font, height=int(rng.integers(62, 96)), weight=int(rng.integers(0, 3)),
-        pitch=float(rng.uniform(0.62, 0.85)), colour=ink,
+        panel_u8, spec.font, height=int(rng.integers(56, 90)), weight=int(rng.integers(0, 3)),
+        pitch=float(rng.uniform(0.55, 0.75)), condense=round(float(rng.uniform(low, high)), 2),
+        colour=ink,
     )
     box = _write_marking(pen, spec, rng, width, height)
     _distractors(panel_u8, spec, rng, ink, box)
     if door:
-        _locking_bars(panel_u8, rng, box)
+        _locking_bars(panel_u8, rng, pen.boxes, spec.difficulty)
     return panel_u8, box
 
 
@@ -412,17 +419,33 @@ def _distractors(
             cv2.putText(panel, word, (lx + 120, ly + 82), cv2.FONT_HERSHEY_DUPLEX, 2.4,
                         (30, 30, 180), 6, cv2.LINE_AA)
     if rng.random() < 0.5:
-        sx = min(w - 150, bx + bw + 60)
-        sy = min(h - 150, by + bh // 2)
+        # a height sticker beside the marking, clear of it
+        sx, sy = bx + bw + int(rng.integers(60, 160)), by + bh // 2
+        if sx > w - 160:
+            sx, sy = bx, by + bh + int(rng.integers(140, 220))
+        if sy > h - 160:
+            return
         cv2.rectangle(panel, (sx, sy), (sx + 80, sy + 90), (20, 190, 230), -1)
         cv2.putText(panel, "2.9m", (sx + 6, sy + 38), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
                     (20, 20, 20), 2, cv2.LINE_AA)
 
 
-def _locking_bars(panel: np.ndarray, rng: np.random.Generator, box: tuple[int, ...]) -> None:
-    """The four vertical locking rods of a door end; one may cross the marking."""
+def _locking_bars(
+    panel: np.ndarray, rng: np.random.Generator, glyphs: list[tuple[int, int, int, int]],
+    difficulty: float,
+) -> None:
+    """The four vertical locking rods of a door end. Markings are painted between the rods,
+    so a rod is moved into the nearest gap between characters, except on some hard pictures
+    where it crosses one (a rod in front of a character, as a camera sometimes sees it)."""
     h, w = panel.shape[:2]
     positions = [int(w * f + rng.uniform(-25, 25)) for f in (0.12, 0.3, 0.62, 0.82)]
+    covered = np.zeros(w, bool)
+    for gx, _gy, gw, _gh in glyphs:
+        covered[max(0, gx - 14) : min(w, gx + gw + 14)] = True
+    free = np.flatnonzero(~covered)
+    for index, x in enumerate(positions):
+        if covered[min(max(x, 0), w - 1)] and rng.random() > 0.3 * difficulty and free.size:
+            positions[index] = int(free[np.argmin(np.abs(free - x))])
     for x in positions:
         grey = int(rng.integers(150, 215))
         cv2.line(panel, (x, 40), (x, h - 40), (grey, grey, grey), 18, cv2.LINE_AA)
