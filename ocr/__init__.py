@@ -4,6 +4,7 @@ Public entry points: `read_image`, `fuse`, the `Engine` interface and `iso6346` 
 """
 
 from ocr.engine import Engine, Glyph, TesseractEngine, default_engine
+from ocr.fusion import fuse
 from ocr.iso6346 import is_valid_container_number, parse_size_type
 from ocr.reader import read_image
 
@@ -12,6 +13,7 @@ __all__ = [
     "Glyph",
     "TesseractEngine",
     "default_engine",
+    "fuse",
     "is_valid_container_number",
     "parse_size_type",
     "read_image",

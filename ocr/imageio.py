@@ -36,8 +36,9 @@ def describe(image: object) -> str:
     return f"<{type(image).__name__}>"
 
 
-def load_gray(image: ImageInput) -> np.ndarray:
-    """8-bit grayscale, at most WORK_WIDTH wide. Raises ImageError."""
+def load_gray(image: ImageInput) -> tuple[np.ndarray, float]:
+    """8-bit grayscale at most WORK_WIDTH wide, and the factor that maps its coordinates back
+    to the original image. Raises ImageError."""
     if isinstance(image, str | Path):
         array = _decode(_read_file(Path(image)))
     elif isinstance(image, bytes | bytearray | memoryview):
@@ -88,7 +89,7 @@ def _check_header(raw: bytes) -> None:
         raise ImageError(f"image too large ({width}x{height})")
 
 
-def _to_gray8(array: np.ndarray) -> np.ndarray:
+def _to_gray8(array: np.ndarray) -> tuple[np.ndarray, float]:
     if array.ndim not in (2, 3) or array.size == 0:
         raise ImageError(f"not an image array (shape {array.shape})")
     height, width = array.shape[:2]
@@ -96,6 +97,8 @@ def _to_gray8(array: np.ndarray) -> np.ndarray:
         raise ImageError(f"image too small ({width}x{height})")
     if height * width > MAX_PIXELS:
         raise ImageError(f"image too large ({width}x{height})")
+    if array.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise ImageError(f"unsupported pixel type {array.dtype}")
     if array.ndim == 3:
         channels = array.shape[2]
         if channels == 1:
@@ -113,9 +116,8 @@ def _to_gray8(array: np.ndarray) -> np.ndarray:
         peak = float(finite.max()) if finite.size else 0.0
         scale = 255.0 if peak <= 1.0 else 1.0
         array = np.clip(finite * scale, 0, 255).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        raise ImageError(f"unsupported pixel type {array.dtype}")
     if width > WORK_WIDTH:
         scale = WORK_WIDTH / width
         array = cv2.resize(array, (WORK_WIDTH, round(height * scale)), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(array)
+        return np.ascontiguousarray(array), 1.0 / scale
+    return np.ascontiguousarray(array), 1.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -25,7 +25,7 @@ from ocr.imageio import ImageError, ImageInput, describe, load_gray
 _LOGGER = logging.getLogger(__name__)
 
 SLOT_HEIGHT = 40
-SLOT_GAP = 16
+SLOT_GAP = 6
 BORDER = 16
 MAX_CANDIDATES = 12
 # Scoring: a check-digit repair or a disagreement with the free read costs confidence.
@@ -57,17 +57,21 @@ def read_image(
     started = time.perf_counter()
     name = describe(image)
     try:
-        gray = load_gray(image)
+        gray, scale = load_gray(image)
     except ImageError as exc:
         return _result(name, camera, started, error=str(exc))
     except Exception as exc:  # a decoder bug must not take the lane down
         _LOGGER.warning("camera %s: cannot load image %s: %r", camera, name, exc)
         return _result(name, camera, started, error=f"cannot load image: {exc!r}")
     try:
-        return _read_gray(gray, name, camera, engine or default_engine(), started, min_confidence)
+        read = _read_gray(gray, name, camera, engine or default_engine(), started, min_confidence)
     except Exception as exc:
         _LOGGER.exception("camera %s: OCR failed on %s", camera, name)
         return _result(name, camera, started, error=f"OCR failed: {exc!r}")
+    if read.region is not None and scale != 1.0:
+        x, y, w, h = (round(v * scale) for v in read.region)
+        read = replace(read, region=(x, y, w, h))
+    return read
 
 
 def _result(
@@ -314,22 +318,37 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
     serial = _read_part(gray, candidate.blobs[4:], engine, DIGITS, boxed_last=True)
     if any(g is None for g in serial):
         return None
-    glyphs = [g for g in owner + serial if g is not None]
-    text = "".join(g.text for g in glyphs)
-    confidence = min(g.confidence for g in glyphs)
-    if iso6346.is_valid_container_number(text):
-        number = text
-    else:
-        alternatives = [[g.text] + [a for a, _c in g.alternatives] for g in glyphs]
-        valid = iso6346.valid_from_alternatives(alternatives)
-        if len(valid) != 1:
-            return None
-        number = valid[0]
-        confidence *= REPAIR_PENALTY
+    decided = decide_number([g for g in owner + serial if g is not None])
+    if decided is None:
+        return None
+    number, confidence = decided
     free = _free_read(gray, candidate, engine)
     if free != number:
         confidence *= DISAGREEMENT_PENALTY
     return CodeRead(number, confidence, candidate)
+
+
+def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
+    """The number 11 glyphs spell and its confidence. When the check digit fails, each
+    position's alternatives are tried, and the answer stands only if exactly one valid number
+    can be made of them."""
+    if len(glyphs) != 11:
+        return None
+    text = "".join(g.text for g in glyphs)
+    confidence = min(g.confidence for g in glyphs)
+    if iso6346.is_valid_container_number(text):
+        return text, confidence
+    alternatives = [[g.text] + [a for a, _c in g.alternatives] for g in glyphs]
+    valid = iso6346.valid_from_alternatives(alternatives)
+    if len(valid) != 1:
+        return None
+    number = valid[0]
+    # The repaired characters count with the confidence of the alternative that was chosen.
+    for glyph, char in zip(glyphs, number, strict=True):
+        if char != glyph.text:
+            alt_conf = dict(glyph.alternatives).get(char, 0.0)
+            confidence = min(confidence, max(alt_conf, 1.0 - glyph.confidence))
+    return number, confidence * REPAIR_PENALTY
 
 
 def _free_read(gray: np.ndarray, candidate: Candidate, engine: Engine) -> str | None:

@@ -1,0 +1,107 @@
+"""Fuse the reads of all images of one visit into one answer per container.
+
+A truck carries one or two containers. Every camera that read a valid number votes for it.
+Reads of the same container that disagree (numbers a few characters apart) are evidence that
+one of them is wrong: the fused confidence drops, so the lane sends the truck to a clerk
+rather than guess.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gated.domain import ContainerRead, FusedContainer
+from ocr.iso6346 import is_valid_container_number
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_CONTAINERS = 2
+# Numbers this many characters apart or fewer are taken as two readings of one container.
+NEAR_DISTANCE = 3
+
+
+@dataclass
+class _Cluster:
+    number: str
+    reads: list[ContainerRead] = field(default_factory=list)
+    # (image, confidence of its rival read): a near rival costs confidence, a third container
+    # read elsewhere on the truck is listed with 0.
+    disagreeing: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def support(self) -> float:
+        """Probability that not every supporting read is wrong (reads taken as independent)."""
+        doubt = 1.0
+        for read in self.reads:
+            doubt *= 1.0 - min(read.confidence, 0.999)
+        return 1.0 - doubt
+
+    @property
+    def confidence(self) -> float:
+        value = self.support
+        for _image, rival in self.disagreeing:
+            value *= 1.0 - min(rival, 1.0)
+        return value
+
+
+def distance(a: str, b: str) -> int:
+    """Characters that differ between two numbers of the same length."""
+    if len(a) != len(b):
+        return max(len(a), len(b))
+    return sum(1 for x, y in zip(a, b, strict=True) if x != y)
+
+
+def fuse(reads: Iterable[ContainerRead], lane: str | None = None) -> list[FusedContainer]:
+    """One FusedContainer per container seen (at most two), strongest first."""
+    clusters: dict[str, _Cluster] = {}
+    for read in reads:
+        number = read.container_number
+        if read.error or not number or not is_valid_container_number(number):
+            continue
+        clusters.setdefault(number, _Cluster(number)).reads.append(read)
+
+    ordered = sorted(clusters.values(), key=lambda c: (-len(c.reads), -c.support, c.number))
+    kept: list[_Cluster] = []
+    extra: list[_Cluster] = []
+    for cluster in ordered:
+        near = next((k for k in kept if distance(k.number, cluster.number) <= NEAR_DISTANCE), None)
+        if near is not None:
+            near.disagreeing.extend((r.image, r.confidence) for r in cluster.reads)
+        elif len(kept) < MAX_CONTAINERS:
+            kept.append(cluster)
+        else:
+            extra.append(cluster)
+    for cluster in extra:
+        _LOGGER.warning(
+            "lane %s: a third container number %s read on %s; ignored (at most %d per truck)",
+            lane, cluster.number, ", ".join(r.image for r in cluster.reads), MAX_CONTAINERS,
+        )
+        for kept_cluster in kept:
+            kept_cluster.disagreeing.extend((r.image, 0.0) for r in cluster.reads)
+
+    fused = []
+    for cluster in kept:
+        size_type = _size_type(cluster.reads)
+        fused.append(
+            FusedContainer(
+                container_number=cluster.number,
+                size_type=size_type,
+                confidence=round(cluster.confidence, 3),
+                images=tuple(r.image for r in cluster.reads),
+                disagreeing_images=tuple(image for image, _rival in cluster.disagreeing),
+            )
+        )
+    return fused
+
+
+def _size_type(reads: list[ContainerRead]) -> str | None:
+    """The size/type code most reads agree on (ties: the most confident read's)."""
+    votes: dict[str, float] = {}
+    for read in reads:
+        if read.size_type:
+            votes[read.size_type] = votes.get(read.size_type, 0.0) + 1.0 + read.confidence
+    if not votes:
+        return None
+    return max(votes.items(), key=lambda item: item[1])[0]

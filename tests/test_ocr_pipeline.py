@@ -1,0 +1,219 @@
+"""The reading pipeline end to end: synthetic codes, bad input, the CLI, and the shared photos."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from gated.cli import main as gated_main
+from gated.domain import ContainerRead
+from ocr import fuse, read_image
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+
+
+def _painted(text: str, vertical: bool, background: int, paint: int) -> np.ndarray:
+    """A 1080p frame with a container code painted on it, as a camera would see a clean one."""
+    if not FONT.is_file():
+        pytest.skip("DejaVu font (fonts-dejavu-core) is not installed")
+    font = ImageFont.truetype(str(FONT), 56)
+    image = Image.new("L", (1920, 1080), background)
+    draw = ImageDraw.Draw(image)
+    if vertical:
+        for index, char in enumerate(text.replace(" ", "")):
+            draw.text((900, 120 + 68 * index), char, fill=paint, font=font)
+    else:
+        draw.text((500, 450), text, fill=paint, font=font)
+    return np.array(image)
+
+
+@pytest.mark.parametrize("vertical", [False, True], ids=["one-line", "vertical"])
+@pytest.mark.parametrize(("background", "paint"), [(60, 230), (220, 30)], ids=["light", "dark"])
+def test_reads_a_painted_code(vertical: bool, background: int, paint: int) -> None:
+    read = read_image(_painted("CSQU 305438 3", vertical, background, paint), camera="AH")
+    assert read.error is None
+    assert read.container_number == "CSQU3054383"
+    assert read.camera == "AH"
+    assert read.layout == ("vertical" if vertical else "horizontal")
+    assert read.confidence >= 0.6
+    assert read.region is not None
+    x, y, w, h = read.region
+    assert (880 if vertical else 480) <= x <= (920 if vertical else 520)
+
+
+def test_a_code_with_a_wrong_check_digit_is_not_read() -> None:
+    read = read_image(_painted("CSQU 305438 7", False, 60, 230))
+    assert read.container_number is None
+    assert read.error is None
+
+
+def test_a_blank_frame_is_unreadable_not_an_error() -> None:
+    read = read_image(np.full((1080, 1920), 128, np.uint8))
+    assert read.container_number is None
+    assert read.error is None
+    assert read.confidence == 0.0
+
+
+def _jpeg(array: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", array)
+    assert ok
+    return encoded.tobytes()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: b"", "empty"),
+        (lambda tmp: _jpeg(np.full((200, 300), 90, np.uint8))[:300], "decodable"),
+        (lambda tmp: b"this is not an image at all", "decodable"),
+        (lambda tmp: np.zeros((0, 0), np.uint8), "not an image array"),
+        (lambda tmp: np.zeros((10, 10), np.uint8), "too small"),
+        (lambda tmp: _png_header_only(8000, 6000), "too large"),
+        (lambda tmp: np.zeros((100, 100, 3), np.int32), "pixel type"),
+        (lambda tmp: np.zeros((100, 100, 5), np.uint8), "channel"),
+        (lambda tmp: tmp / "missing.jpg", "cannot read"),
+        (lambda tmp: (tmp / "empty.jpg", (tmp / "empty.jpg").write_bytes(b""))[0], "empty"),
+        (lambda tmp: 42, "unsupported input"),
+    ],
+    ids=[
+        "empty-bytes", "truncated-jpeg", "text", "0x0", "tiny", "huge", "int32", "5-channels",
+        "missing-file", "empty-file", "wrong-type",
+    ],
+)
+def test_bad_input_gives_a_clear_error(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    read = read_image(make(tmp_path), camera="LB")
+    assert isinstance(read, ContainerRead)
+    assert read.container_number is None
+    assert read.error is not None and message in read.error
+    assert read.camera == "LB"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.full((1080, 1920), 30000, np.uint16),
+        np.full((1080, 1920, 4), 200, np.uint8),
+        np.full((1080, 1920, 1), 200, np.uint8),
+        np.full((1080, 1920), 0.5, np.float32),
+        np.full((2160, 3840, 3), 100, np.uint8),
+    ],
+    ids=["16-bit", "bgra", "one-channel", "float", "4k"],
+)
+def test_unusual_but_valid_images_are_read_without_error(image: np.ndarray) -> None:
+    read = read_image(image)
+    assert read.error is None
+    assert read.container_number is None
+
+
+def test_a_4k_frame_reports_the_region_in_its_own_pixels() -> None:
+    frame = _painted("CSQU 305438 3", False, 60, 230)
+    big = cv2.resize(frame, (3840, 2160), interpolation=cv2.INTER_CUBIC)
+    read = read_image(big)
+    assert read.container_number == "CSQU3054383"
+    assert read.region is not None
+    assert 960 <= read.region[0] <= 1040
+
+
+def test_cli_json_one_object_per_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), _painted("CSQU 305438 3", True, 60, 230))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"garbage")
+    assert gated_main(["ocr", "--json", str(good), str(bad)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["image"] for row in lines] == [str(good), str(bad)]
+    assert lines[0]["container_number"] == "CSQU3054383"
+    assert lines[0]["error"] is None
+    assert 0.0 <= lines[0]["confidence"] <= 1.0
+    assert isinstance(lines[0]["elapsed_ms"], float)
+    assert "size_type" in lines[0]
+    assert lines[1]["container_number"] is None and lines[1]["error"]
+
+
+def test_cli_visit_fuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = []
+    for index, vertical in enumerate((False, True)):
+        path = tmp_path / f"view{index}.png"
+        cv2.imwrite(str(path), _painted("CSQU 305438 3", vertical, 60, 230))
+        paths.append(str(path))
+    assert gated_main(["ocr", "--visit", "--json", *paths]) == 0
+    visit = json.loads(capsys.readouterr().out)
+    assert len(visit["containers"]) == 1
+    container = visit["containers"][0]
+    assert container["container_number"] == "CSQU3054383"
+    assert sorted(container["images"]) == sorted(paths)
+    assert "size_type" in container and 0.0 <= container["confidence"] <= 1.0
+
+
+# --- the shared photos of a real gate --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photo_reads(shared_data: Path) -> list[tuple[dict[str, str], ContainerRead]]:
+    """Every labelled photo read once for the whole module."""
+    folder = shared_data / "real_containers"
+    labels = folder / "labels.csv"
+    if not labels.is_file():
+        pytest.skip("real_containers/labels.csv is not present")
+    with labels.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [(row, read_image(folder / row["file"], camera=row["camera"])) for row in rows]
+
+
+def test_photos_no_misread_and_most_read(
+    photo_reads: list[tuple[dict[str, str], ContainerRead]],
+) -> None:
+    misread = [
+        (row["file"], read.container_number)
+        for row, read in photo_reads
+        if read.container_number not in (None, row["container_number"])
+    ]
+    correct = sum(
+        1 for row, read in photo_reads if read.container_number == row["container_number"]
+    )
+    assert misread == []
+    assert all(read.error is None for _row, read in photo_reads)
+    assert correct >= 0.7 * len(photo_reads)
+
+
+def test_photos_regions_lie_inside_the_frame(
+    photo_reads: list[tuple[dict[str, str], ContainerRead]],
+) -> None:
+    for _row, read in photo_reads:
+        if read.container_number is None:
+            continue
+        assert read.region is not None
+        x, y, w, h = read.region
+        assert 0 <= x and 0 <= y and x + w <= 1920 and y + h <= 1080 and w > 0 and h > 0
+
+
+def test_photos_fused_per_visit_no_misread(
+    photo_reads: list[tuple[dict[str, str], ContainerRead]],
+) -> None:
+    visits: dict[str, list[tuple[dict[str, str], ContainerRead]]] = defaultdict(list)
+    for row, read in photo_reads:
+        visits[row["capture"]].append((row, read))
+    correct = total = 0
+    for members in visits.values():
+        truths = {row["container_number"] for row, _read in members}
+        fused = {
+            c.container_number for c in fuse([r for _row, r in members]) if c.confidence >= 0.6
+        }
+        assert fused <= truths
+        correct += len(fused)
+        total += len(truths)
+    assert correct >= 0.85 * total
