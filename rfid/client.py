@@ -92,8 +92,12 @@ class SupervisedClient(LLRPReaderClient):  # type: ignore[misc]
         config: LLRPReaderConfig,
         label: str,
         on_ended: Callable[[], object],
+        on_message: Callable[[LLRPMessage], object] | None = None,
+        offline: bool = False,
     ) -> None:
         super().__init__(host, port, config)
+        self._on_message = on_message
+        self._offline = offline  # decode only: no state machine, nothing is sent
         self.label = label
         self.last_message_at = time.monotonic()
         self.messages = 0
@@ -182,7 +186,11 @@ class SupervisedClient(LLRPReaderClient):  # type: ignore[misc]
             return False
         if self._is_refusal(message):
             return False
+        if self._on_message is not None:
+            self._on_message(message)
         self._on_llrp_message_received(message)
+        if self._offline:
+            return True
         try:
             self.llrp.handleMessage(message)
         except ReaderConfigurationError as exc:

@@ -135,6 +135,7 @@ class ReaderSupervisor:
             LLRPReaderState.STATE_INVENTORYING,
             lambda _client, _state: loop.call_soon_threadsafe(inventorying.set),
         )
+        polite = False
         try:
             try:
                 sock = await self._open_socket()
@@ -145,8 +146,11 @@ class ReaderSupervisor:
             self.connections += 1
             reason = await self._watch(client, ended, inventorying)
             return inventorying.is_set(), reason
+        except asyncio.CancelledError:
+            polite = inventorying.is_set()  # a clean shutdown stops the reader's inventory
+            raise
         finally:
-            await self._stop_client(client, ended, polite=inventorying.is_set())
+            await self._stop_client(client, ended, polite)
             self._unknown_before += client.unknown_messages
             self._client = None
 
@@ -192,7 +196,7 @@ class ReaderSupervisor:
     async def _stop_client(
         self, client: SupervisedClient, ended: asyncio.Event, polite: bool
     ) -> None:
-        """Stop inventory politely when the reader still listens, then end sllurp's thread."""
+        """Stop inventory politely on a clean shutdown, then end sllurp's thread."""
         if polite and not ended.is_set() and client.failure is None:
             try:
                 client.disconnect()  # DELETE_ACCESSSPEC + DELETE_ROSPEC, then closes
