@@ -169,6 +169,18 @@ class Occupancy:
         if at is not None:
             self.profile.append(RadiationSample(at=at, gamma=(), neutron=tuple(map(float, counts))))
 
+    def add_sample(
+        self, gamma: Sequence[float], neutron: Sequence[float], at: datetime
+    ) -> None:
+        """Gamma and neutron counts of the same instant (a Modbus poll), one profile entry."""
+        self.add_gamma(gamma, None)
+        if neutron:
+            self.add_neutron(neutron, None)
+        sample = RadiationSample(
+            at=at, gamma=tuple(map(float, gamma)), neutron=tuple(map(float, neutron))
+        )
+        self.profile.append(sample)
+
     def finish(self, complete: bool, at: datetime | None, line_no: int) -> Occupancy:
         self.complete = complete
         self.ended_at = at
