@@ -441,7 +441,7 @@ def _locking_bars(
     positions = [int(w * f + rng.uniform(-25, 25)) for f in (0.12, 0.3, 0.62, 0.82)]
     covered = np.zeros(w, bool)
     for gx, _gy, gw, _gh in glyphs:
-        covered[max(0, gx - 14) : min(w, gx + gw + 14)] = True
+        covered[max(0, gx - 34) : min(w, gx + gw + 34)] = True  # rod, bracket, margin
     free = np.flatnonzero(~covered)
     for index, x in enumerate(positions):
         if covered[min(max(x, 0), w - 1)] and rng.random() > 0.3 * difficulty and free.size:
