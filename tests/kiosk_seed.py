@@ -143,8 +143,10 @@ def seed_trouble(
     minutes_ago: float = 3.0,
     reason: str = "container number unreadable",
     rpm_alarm: bool = False,
+    state: str = "trouble",
 ) -> int:
-    """A transaction in TROUBLE with images, reads, a scan, a credential and an appointment."""
+    """A transaction waiting for a clerk (trouble, or inspection) with images, reads, a scan,
+    a credential and an appointment."""
     company = session.query(TruckingCompany).filter_by(code="ACME").one_or_none()
     if company is None:
         company = TruckingCompany(code="ACME", name="Acme Haulage")
@@ -162,7 +164,7 @@ def seed_trouble(
                 direction="in",
                 container_number="BEAU2656931",
                 company_code="ACME",
-                truck_epc=truck_epc,
+                truck_epc="E2003412B802011526701234",
                 window_start=utcnow() - timedelta(hours=1),
                 window_end=utcnow() + timedelta(hours=1),
                 yard_position="A1-12-03-2",
@@ -173,8 +175,8 @@ def seed_trouble(
     transaction = GateTransaction(
         lane=lane,
         direction=config.lane(lane).direction,
-        state="trouble",
-        decision="TROUBLE",
+        state=state,
+        decision=state.upper(),
         reasons=[{"code": "container_unreadable", "text": reason, "blocking": True}],
         arrived_at=arrived,
         decided_at=arrived + timedelta(seconds=8),
@@ -199,7 +201,9 @@ def seed_trouble(
                 container_number=read,
                 size_type="22G1" if photo.regions else None,
                 confidence=0.31 if photo.regions else 0.0,
-                layout="horizontal" if photo.regions else None,
+                layout=("vertical" if photo.camera in ("LF", "RF") else "horizontal")
+                if photo.regions
+                else None,
                 regions=photo.regions,
                 error=None if photo.regions else "no code region found",
                 elapsed_ms=180.0,

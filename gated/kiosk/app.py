@@ -475,6 +475,8 @@ class _EventStream(Response):
             media_type=self.media_type,
         )
         self._events = events
+        # a stream has no length: drop the Content-Length the base class computed for b""
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send(

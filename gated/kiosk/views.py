@@ -110,7 +110,7 @@ def trouble_queue(session: Session, limit: int = 100) -> list[dict[str, Any]]:
             "arrived_at": (aware(tx.arrived_at) or now).isoformat(),
             "waiting": age_text(tx.decided_at or tx.arrived_at, now),
             "truck": tx.truck_epc or "",
-            "containers": [c.container_number or "unread" for c in tx.containers] or ["none"],
+            "containers": [c.container_number or "not read" for c in tx.containers] or ["none"],
             "reasons": reason_texts(tx.reasons),
         }
         for tx in rows
@@ -170,9 +170,10 @@ def normalise_regions(regions: list[Any] | None) -> list[dict[str, Any]]:
 
 
 def radiation_chart(
-    profile: list[Any] | None, width: int = 320, height: int = 90
+    profile: list[Any] | None, width: int = 320, height: int = 60
 ) -> dict[str, Any]:
-    """SVG polylines of total gamma and neutron counts over the occupancy."""
+    """SVG polylines of total gamma and total neutron counts over the occupancy, each scaled
+    from zero to a little above its own peak."""
     gamma: list[float] = []
     neutron: list[float] = []
     g: Any
@@ -186,29 +187,30 @@ def radiation_chart(
         else:
             continue
         try:
-            gamma.append(float(sum(g)))
-            neutron.append(float(sum(n)))
+            total_g, total_n = float(sum(g)), float(sum(n))
         except (TypeError, ValueError):
             continue
+        if math.isfinite(total_g) and math.isfinite(total_n):
+            gamma.append(total_g)
+            neutron.append(total_n)
 
-    def line(values: list[float]) -> str:
+    def series(values: list[float]) -> dict[str, Any]:
         if len(values) < 2:
-            return ""
-        top = max(values) or 1.0
+            return {"points": "", "peak": None}
+        top = max(values) * 1.15 or 1.0
         step = width / (len(values) - 1)
-        return " ".join(
-            f"{i * step:.1f},{height - 4 - (v / top) * (height - 8):.1f}"
+        points = " ".join(
+            f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}"
             for i, v in enumerate(values)
         )
+        return {"points": points, "peak": max(values)}
 
-    finite = [v for v in gamma if math.isfinite(v)]
     return {
         "width": width,
         "height": height,
-        "gamma": line(gamma),
-        "neutron": line(neutron),
         "samples": len(gamma),
-        "gamma_peak": max(finite) if finite else None,
+        "gamma": series(gamma),
+        "neutron": series(neutron),
     }
 
 

@@ -51,19 +51,30 @@ function fillLane(node, lane) {
   node.querySelector(".lane-truck").textContent = lane.truck || "no truck";
   const link = node.querySelector(".lane-tx");
   if (lane.transaction_id) {
+    const waiting = lane.state === "trouble" || lane.state === "inspection";
     link.href = "/transactions/" + lane.transaction_id;
-    link.textContent = "transaction " + lane.transaction_id;
+    link.textContent = (waiting ? "Resolve #" : "Open #") + lane.transaction_id;
   } else {
     link.removeAttribute("href");
     link.textContent = "";
   }
   const devices = node.querySelector(".devices");
   devices.replaceChildren();
+  const up = [];
   for (const d of lane.devices) {
+    if (d.up) { up.push(d.device); continue; }
     const li = document.createElement("li");
-    li.className = d.up ? "up" : "down";
+    li.className = "down";
     li.title = d.detail;
-    li.textContent = d.device;
+    li.textContent = d.detail ? d.device + ": " + d.detail : d.device;
+    devices.appendChild(li);
+  }
+  if (up.length > 0) {
+    const li = document.createElement("li");
+    li.className = "up";
+    li.title = up.join(", ");
+    li.textContent = (up.length === lane.devices.length ? "all " : "") + up.length +
+      (up.length === 1 ? " device OK" : " devices OK");
     devices.appendChild(li);
   }
 }
