@@ -102,6 +102,7 @@ class TosBridge:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._generation = 0
         self._broker_acks: deque[tuple[int, bool]] = deque()
         self._inbound: deque[_Inbound] = deque()
@@ -122,6 +123,11 @@ class TosBridge:
     def wake(self) -> None:
         """New rows are committed: look at the outbox now (safe from any thread)."""
         self._wake.set()
+
+    @property
+    def ready(self) -> bool:
+        """Connected and subscribed to the TOS commands."""
+        return self._connected.is_set() and self._subscribed.is_set()
 
     def metrics(self) -> dict[str, int]:
         return asdict(self.counters)
@@ -194,6 +200,7 @@ class TosBridge:
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         self.counters.connected = 0
         if was_connected and not self._stop.is_set():
             _LOGGER.warning(
@@ -203,6 +210,24 @@ class TosBridge:
                 self._config.mqtt.reconnect_max_s,
             )
             self._health(False, f"lost: {reason_code}")
+
+    def _on_subscribe(
+        self,
+        _client: Client,
+        _userdata: Any,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        if any(code.is_failure for code in reason_codes):
+            _LOGGER.error(
+                "%s: broker refused the subscription to %s: %s",
+                self._device,
+                self._topics.tos_filter,
+                reason_codes,
+            )
+            return
+        self._subscribed.set()
 
     def _on_publish(
         self,
@@ -262,6 +287,7 @@ class TosBridge:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self._client = client
         settings = self._config.mqtt
@@ -331,10 +357,13 @@ class TosBridge:
                 info.wait_for_publish(max(deadline - time.monotonic(), 0.5))
             self._mark_broker_acks()
         except (SQLAlchemyError, RuntimeError, ValueError) as exc:
-            _LOGGER.warning("site %s: unclean TOS bridge stop: %s", self._config.site_id, exc)
+            _LOGGER.warning(
+                "site %s: unclean TOS bridge stop: %s", self._config.site_id, str(exc)
+            )
         finally:
             client.disconnect()
             client.loop_stop()
+            self._client = None  # paho closes its wake-up socket pair when collected
             self._connected.clear()
             self.counters.connected = 0
             _LOGGER.info("%s: disconnected, site %s offline", self._device, self._config.site_id)
@@ -552,20 +581,27 @@ class TosBridge:
             item = self._inbound.popleft()
             handled += 1
             kind = self._topics.command_kind(item.topic)
-            if kind is None or kind == "errors":  # our own replies (MQTT 3.1.1 has no no-local)
-                self._ack_inbound(item)
-                continue
-            try:
-                command = parse_command(kind, item.payload, self._config.mqtt.max_command_bytes)
-            except CommandRejected as exc:
-                self._reject(item, kind, exc)
-                continue
+            command: Any = None
+            rejected: CommandRejected | None = None
+            if kind is not None and kind != "errors":
+                try:
+                    command = parse_command(
+                        kind, item.payload, self._config.mqtt.max_command_bytes
+                    )
+                except CommandRejected as exc:
+                    rejected = exc
             if isinstance(command, AckCommand):
                 acks.append((item, command))
                 continue
+            # replies and PUBACKs go out in the order the commands came in
             self._apply_acks(acks)
             acks = []
-            self._apply_one(item, kind, command)
+            if kind is None or kind == "errors":  # our own replies (MQTT 3.1.1 has no no-local)
+                self._ack_inbound(item)
+            elif rejected is not None:
+                self._reject(item, kind, rejected)
+            else:
+                self._apply_one(item, kind, command)
         self._apply_acks(acks)
         return handled
 
@@ -578,7 +614,7 @@ class TosBridge:
             return
         except SQLAlchemyError as exc:
             _LOGGER.warning(
-                "site %s: TOS command on %s not applied: %s", self._config.site_id, kind, exc
+                "site %s: TOS command on %s not applied: %s", self._config.site_id, kind, str(exc)
             )
             self._reject(
                 item,
@@ -611,7 +647,11 @@ class TosBridge:
     def _reject(self, item: _Inbound, kind: str, exc: CommandRejected) -> None:
         self.counters.bad_commands += 1
         _LOGGER.warning(
-            "site %s: TOS command on tos/%s refused: %s", self._config.site_id, kind[:64], exc
+            "site %s: TOS command on tos/%s refused: %s: %s",
+            self._config.site_id,
+            kind[:64],
+            exc.code,
+            exc.detail,
         )
         body = {
             "type": "command_error",
