@@ -150,7 +150,7 @@ async def test_commands_are_written_to_the_tables(tmp_path: Path, mosquitto: Mos
         engine.dispose()
 
 
-BAD = [
+BAD: list[tuple[str, bytes | str, str, str | None]] = [
     ("holds", b"{\"schema_version\": 1, \"action\": ", "malformed", None),
     ("trucks", b"{\"command_id\": \"big\"," + b" " * 70000 + b"}", "oversized", None),
     ("holds", json.dumps({"schema_version": 1, "command_id": "w1", "action": "place",
