@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "rpm",
     "credential",
     "ocr",
+    "kiosk",
 )
 
 
