@@ -49,6 +49,7 @@ class Scene:
     containers: tuple[SceneContainer, ...] = ()
     chassis: bool = True
     seed: int = 0
+    unreadable: bool = False  # markings painted over or too damaged to read: a clerk's case
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class CameraSimulator:
             chassis = scene is not None and scene.chassis
             return encode_jpeg(render_empty(sim_camera.view, seed, chassis=chassis))
         seen = scene.containers[0] if sim_camera.sees == "front" else scene.containers[-1]
-        if self.photos is not None:
+        if self.photos is not None and not scene.unreadable:
             photo = self.photos.pick(seen.container_number, camera, seed)
             if photo is not None:
                 return photo.path.read_bytes()
@@ -179,6 +180,7 @@ class CameraSimulator:
             view=sim_camera.view,
             camera=camera,
             difficulty=self.difficulty,
+            legible=not scene.unreadable,
         )
         return encode_jpeg(render(spec).image)
 

@@ -98,6 +98,7 @@ class RenderSpec:
     difficulty: float = 0.6
     boxed_check_digit: bool = True
     show_size_type: bool = True
+    legible: bool = True  # False: the number is painted over (a patch of fresh paint)
 
     def __post_init__(self) -> None:
         if not iso6346.is_valid(self.container_number):
@@ -135,6 +136,7 @@ def random_spec(
     layout: str | None = None,
     camera: str | None = None,
     difficulty: float = 0.6,
+    legible: bool = True,
 ) -> RenderSpec:
     """A spec drawn from `seed`; the given fields are kept, the others chosen at random."""
     rng = np.random.default_rng(seed)
@@ -160,6 +162,7 @@ def random_spec(
         difficulty=difficulty,
         boxed_check_digit=bool(rng.random() < 0.85),
         show_size_type=bool(rng.random() < 0.85),
+        legible=legible,
     )
 
 
@@ -304,6 +307,9 @@ def _panel(spec: RenderSpec, rng: np.random.Generator) -> tuple[np.ndarray, tupl
         colour=ink,
     )
     box = _write_marking(pen, spec, rng, width, height)
+    if not spec.legible:
+        # its own generator, so the rest of the picture is the same as the legible one
+        _paint_over(panel_u8, box, paint, np.random.default_rng(spec.seed + 1))
     _distractors(panel_u8, spec, rng, ink, box)
     if door:
         _locking_bars(panel_u8, rng, pen.boxes, spec.difficulty)
@@ -385,6 +391,17 @@ def _write_marking(
     xs = [b[0] for b in number_boxes] + [b[0] + b[2] for b in number_boxes]
     ys = [b[1] for b in number_boxes] + [b[1] + b[3] for b in number_boxes]
     return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+
+
+def _paint_over(
+    panel: np.ndarray, box: tuple[int, int, int, int], paint: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
+    """Cover the number with a patch of slightly different paint, as after a change of owner."""
+    x, y, w, h = box
+    pad = int(rng.integers(15, 40))
+    shade = tuple(float(c) for c in np.clip(paint * rng.uniform(0.8, 1.15), 0, 255))
+    cv2.rectangle(panel, (x - pad, y - pad), (x + w + pad, y + h + pad), shade, -1)
 
 
 _DISTRACTOR_LINES = (

@@ -135,3 +135,16 @@ def test_make_synthetic_writes_labels_like_the_real_set(tmp_path: Path, repo_roo
     first = {r["camera"]: r["container_number"] for r in rows[:5]}
     assert first["AH"] == first["LF"] == first["RF"]
     assert (out / "truth.csv").is_file()
+
+
+def test_an_unreadable_container_has_its_number_painted_over() -> None:
+    legible = render(random_spec(8, layout="horizontal", difficulty=0.0))
+    covered = render(random_spec(8, layout="horizontal", difficulty=0.0, legible=False))
+    x, y, w, h = legible.region
+    assert covered.region == legible.region
+
+    def edge_energy(image: np.ndarray) -> float:
+        gray = cv2.cvtColor(image[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
+        return float(np.abs(cv2.Sobel(gray, cv2.CV_32F, 1, 0)).mean())
+
+    assert edge_energy(covered.image) < 0.5 * edge_energy(legible.image)
