@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gated.config import SiteConfig
-from gated.kiosk import create_app
+from gated.kiosk import KioskServer, create_app
 from gated.kiosk.app import COOKIE
 from gated.models import AuditLog, GateTransaction, Move, OutboxEvent
 from tests.kiosk_seed import FAST_HASHER, PASSWORDS, make_config, make_database, seed_trouble
@@ -421,3 +422,27 @@ async def test_board_stream_sends_the_board(site: Site) -> None:
     data = json.loads(event.split("data: ", 1)[1])
     assert [lane["lane"] for lane in data["lanes"]] == ["1", "2"]
     assert data["queue"][0]["id"] == site.tx_id
+
+
+async def test_server_stops_cleanly_with_a_board_stream_open(site: Site) -> None:
+    """Cancelling `KioskServer.run()` (as `gated run` does on shutdown) ends open streams."""
+    server = KioskServer(site.app, "127.0.0.1", 0, grace_s=2)
+    task = asyncio.create_task(server.run(), name="kiosk under test")
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    base = f"http://127.0.0.1:{server.port}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        await login(http, "view1")
+        async with http.stream("GET", "/api/board/stream") as stream:
+            lines = stream.aiter_lines()
+            async for line in lines:
+                if line.startswith("event: board"):
+                    break
+            task.cancel()
+            rest = [line async for line in lines]  # ends: the server closed the stream
+    assert all(not line.startswith("event: board") for line in rest)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not server.started or task.done()

@@ -86,6 +86,7 @@ def normalise_lane(raw: dict[str, Any]) -> dict[str, Any]:
         "truck": str(truck) if truck else "",
         "devices": device_rows,
         "devices_down": sum(1 for d in device_rows if not d["up"]),
+        "containers": [str(c) if c else "not read" for c in raw.get("containers") or []],
         "since": str(raw.get("since") or ""),
     }
 

@@ -49,6 +49,7 @@ function fillLane(node, lane) {
   node.querySelector(".lane-dir").textContent = lane.direction;
   node.querySelector(".state").textContent = lane.state;
   node.querySelector(".lane-truck").textContent = lane.truck || "no truck";
+  node.querySelector(".lane-containers").textContent = lane.containers.join(" · ");
   const link = node.querySelector(".lane-tx");
   if (lane.transaction_id) {
     const waiting = lane.state === "trouble" || lane.state === "inspection";
