@@ -19,6 +19,8 @@ from pymodbus.pdu import ModbusPDU
 
 _LOGGER = logging.getLogger(__name__)
 
+MAX_REGISTERS_PER_READ = 120
+
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -174,6 +176,18 @@ class ModbusConnection:
                 "bad_value", f"{self.address}: {what}: {len(response.registers)} registers back"
             )
         return list(response.registers)
+
+
+def read_plan(fields: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge (address, count) fields into as few reads as possible without large gaps."""
+    spans: list[list[int]] = []
+    for address, count in sorted(fields):
+        end = address + count
+        if spans and address - spans[-1][1] <= 8 and end - spans[-1][0] <= MAX_REGISTERS_PER_READ:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([address, end])
+    return [(start, end - start) for start, end in spans]
 
 
 def uint32_low_first(low: int, high: int) -> int:

@@ -20,6 +20,7 @@ from drivers.modbus import (
     ModbusConnection,
     ModbusError,
     float32_low_first,
+    read_plan,
     uint32_low_first,
 )
 from drivers.rpm_base import RadiationMonitor
@@ -34,7 +35,6 @@ STATUS_NEUTRON_ALARM = 1 << 2
 STATUS_FAULT = 1 << 3
 STATUS_TAMPER = 1 << 4
 STATUS_KNOWN = 0b11111
-MAX_REGISTERS_PER_READ = 120
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,6 @@ class RpmSnapshot:
     @property
     def occupied(self) -> bool:
         return bool(self.status & STATUS_OCCUPIED)
-
-
-def read_plan(fields: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge (address, count) fields into as few reads as possible without large gaps."""
-    spans: list[list[int]] = []
-    for address, count in sorted(fields):
-        end = address + count
-        if spans and address - spans[-1][1] <= 8 and end - spans[-1][0] <= MAX_REGISTERS_PER_READ:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([address, end])
-    return [(start, end - start) for start, end in spans]
 
 
 class ModbusRadiationMonitor(RadiationMonitor):

@@ -11,7 +11,6 @@ heartbeat, exception responses, requests that never get an answer, implausible v
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections import deque
@@ -19,19 +18,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator import DataType, SimData
 
 from drivers.modbus import float32_to_registers, uint32_to_registers
 from drivers.rpm_alarm import GAMMA_SAMPLES_PER_WINDOW, exceeds
 from gated.config import RpmRegisterMap
+from hwsim.modbus_device import FC_INPUT_REGISTERS, SimulatedModbusDevice
 
 _LOGGER = logging.getLogger(__name__)
 
 Cargo = Literal["clean", "nuisance", "source", "neutron_source"]
 SAMPLE_S = 0.2  # simulated seconds per gamma sample
-FC_INPUT_REGISTERS = 4
 
 
 @dataclass
@@ -124,14 +121,18 @@ class PortalPhysics:
 
     def gamma_window(self) -> np.ndarray:
         """Counts over the last 1 s per panel."""
+        if not self._gamma_recent:
+            return np.zeros(len(self.gamma_background))
         return np.sum(np.array(self._gamma_recent), axis=0)
 
     def neutron_window(self) -> np.ndarray:
+        if not self._neutron_recent:
+            return np.zeros(len(self.neutron_background))
         return np.sum(np.array(self._neutron_recent), axis=0)
 
 
-class SimulatedRpm:
-    """The Modbus TCP monitor on 127.0.0.1:`port`."""
+class SimulatedRpm(SimulatedModbusDevice):
+    """The Modbus TCP monitor on host:`port`."""
 
     def __init__(
         self,
@@ -144,29 +145,22 @@ class SimulatedRpm:
         physics: PortalPhysics | None = None,
         seed: int | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.device_id = device_id
+        super().__init__(host, port, device_id, sample_period_s, f"rpm {port}")
         self.registers = registers or RpmRegisterMap()
-        self.sample_period_s = sample_period_s
         self.physics = physics or PortalPhysics(seed=seed)
         self.fault = False
         self.tamper = False
         self.heartbeat_frozen = False
-        self.exception_responses = False
-        self.stalled = False
         self.bad_values = False
         self.heartbeat = 0
-        self.passages_done = asyncio.Event()
-        self._server: ModbusTcpServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._release = asyncio.Event()
+        self.passage_ended = asyncio.Event()
+        self._sampling = False
 
     # --- the world's handles --------------------------------------------------------------
 
     def begin_occupancy(self, cargo: Cargo = "clean", duration_s: float = 8.0) -> None:
         """A truck enters the portal now and takes `duration_s` simulated seconds to pass."""
-        self.passages_done.clear()
+        self.passage_ended.clear()
         self.physics.begin(cargo, duration_s)
 
     def set_fault(self, on: bool = True) -> None:
@@ -178,24 +172,13 @@ class SimulatedRpm:
     def freeze_heartbeat(self, on: bool = True) -> None:
         self.heartbeat_frozen = on
 
-    def set_exception_responses(self, on: bool = True) -> None:
-        """Answer every request with exception 4 (device failure)."""
-        self.exception_responses = on
-
-    def set_stalled(self, on: bool = True) -> None:
-        """Take requests but never answer them (until unset or stopped)."""
-        self.stalled = on
-        if not on:
-            self._release.set()
-            self._release = asyncio.Event()
-
     def set_bad_values(self, on: bool = True) -> None:
         """Publish a status word with bits no monitor defines."""
         self.bad_values = on
 
-    # --- server ---------------------------------------------------------------------------
+    # --- device ---------------------------------------------------------------------------
 
-    def _device(self) -> SimDevice:
+    def device_blocks(self) -> list[SimData]:
         regs = self.registers
         last = max(
             regs.status, regs.heartbeat, regs.occupancy_id,
@@ -204,58 +187,19 @@ class SimulatedRpm:
             regs.neutron_counts + 2 * regs.neutron_channels,
             regs.neutron_background + 2 * regs.neutron_channels,
         )
-        block = SimData(0, count=last + 1, values=0, datatype=DataType.REGISTERS)
-        return SimDevice(id=self.device_id, simdata=[block], action=self._action)
+        return [SimData(0, count=last + 1, values=0, datatype=DataType.REGISTERS)]
 
-    async def _action(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        current_registers: list[int],
-        set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        if self.stalled:
-            await self._release.wait()
-        if self.exception_responses:
-            return ExcCodes.DEVICE_FAILURE
-        return None
-
-    async def start(self) -> None:
-        self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
-        await self._server.serve_forever(background=True)
-        await self._publish()
-        self._task = asyncio.create_task(self._sample_loop(), name=f"hwsim rpm {self.port}")
-
-    async def stop(self) -> None:
-        """Stop sampling and close the server and every client connection."""
-        self._release.set()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        server, self._server = self._server, None
-        if server is not None:
-            await server.shutdown()
-            await asyncio.sleep(0)
-
-    async def __aenter__(self) -> SimulatedRpm:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def _sample_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sample_period_s)
+    async def cycle(self) -> None:
+        """One 200 ms sample of the portal (the first cycle only publishes)."""
+        if self._sampling:
             self.physics.sample()
             await self._publish()
             if self.physics.advance():
                 await self._publish()
-                self.passages_done.set()
+                self.passage_ended.set()
+        else:
+            self._sampling = True
+            await self._publish()
 
     def status_word(self) -> int:
         physics = self.physics
@@ -269,30 +213,25 @@ class SimulatedRpm:
         return status | 0xF000 if self.bad_values else status
 
     async def _publish(self) -> None:
-        server = self._server
-        if server is None:
-            return
         if not self.heartbeat_frozen:
             self.heartbeat = (self.heartbeat + 1) % 65536
         regs, physics = self.registers, self.physics
-        gamma = physics.gamma_window() if physics._gamma_recent else np.zeros(regs.gamma_channels)
-        neutron = (
-            physics.neutron_window() if physics._neutron_recent else np.zeros(regs.neutron_channels)
-        )
         writes = {
             regs.status: [self.status_word()],
             regs.heartbeat: [self.heartbeat],
             regs.occupancy_id: [physics.occupancy_id],
-            regs.gamma_counts: _uint32s(gamma[: regs.gamma_channels]),
+            regs.gamma_counts: _uint32s(physics.gamma_window()[: regs.gamma_channels]),
             regs.gamma_background: _float32s(physics.gamma_estimate[: regs.gamma_channels]),
         }
         if regs.neutron_channels:
-            writes[regs.neutron_counts] = _uint32s(neutron[: regs.neutron_channels])
+            writes[regs.neutron_counts] = _uint32s(
+                physics.neutron_window()[: regs.neutron_channels]
+            )
             writes[regs.neutron_background] = _float32s(
                 physics.neutron_estimate[: regs.neutron_channels]
             )
         for address, values in writes.items():
-            await server.async_setValues(self.device_id, FC_INPUT_REGISTERS, address, values)
+            await self.write(FC_INPUT_REGISTERS, address, values)
 
 
 def _uint32s(values: np.ndarray) -> list[int]:

@@ -1,0 +1,165 @@
+"""The gate PLC driver against the simulated PLC, over real Modbus TCP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from drivers.plc import GatePlc, PlcChange, PlcError
+from gated.config import PlcConfig
+from gated.domain import DeviceHealth
+from hwsim.plc import SimulatedPlc
+from tests.servers import free_port
+
+
+@dataclass
+class Lane:
+    plc: GatePlc
+    sim: SimulatedPlc
+    health: list[DeviceHealth] = field(default_factory=list)
+
+    async def until(self, condition: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait for a state the driver reaches by itself."""
+        for _ in range(int(within / 0.01)):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"condition not reached within {within} s")
+
+    async def change(self, name: str, within: float = 5.0) -> PlcChange:
+        async with asyncio.timeout(within):
+            while True:
+                change = await self.plc.changes.get()
+                if change.name == name:
+                    return change
+
+
+@contextlib.asynccontextmanager
+async def running(port: int, sim: SimulatedPlc) -> AsyncIterator[Lane]:
+    config = PlcConfig(
+        host="127.0.0.1", port=port, poll_interval_s=0.01, timeout_s=0.2,
+        heartbeat_timeout_s=0.3, backoff_cap_s=0.2, barrier_travel_timeout_s=2.0,
+    )
+    health: list[DeviceHealth] = []
+    plc = GatePlc("1", config, on_health=health.append)
+    task = asyncio.create_task(plc.run(), name="test plc")
+    try:
+        yield Lane(plc, sim, health)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sim.stop()
+
+
+@pytest.fixture
+async def lane() -> AsyncIterator[Lane]:
+    port = free_port()
+    sim = SimulatedPlc(port=port, scan_s=0.01, barrier_travel_s=0.2)
+    await sim.start()
+    async with running(port, sim) as lane:
+        await lane.until(lambda: lane.plc.healthy)
+        while not lane.plc.changes.empty():  # the first poll's state is not a change
+            lane.plc.changes.get_nowait()
+        yield lane
+
+
+async def test_loops_and_photo_eye_are_reported_as_changes(lane: Lane) -> None:
+    lane.sim.set_entry_loop(True)
+    change = await lane.change("entry_loop")
+    assert change.value is True and lane.plc.state.entry_loop
+    lane.sim.set_photo_eye(True)
+    assert (await lane.change("photo_eye")).value is True
+    lane.sim.set_entry_loop(False)
+    assert (await lane.change("entry_loop")).value is False
+
+
+async def test_barrier_opens_and_closes_taking_its_time(lane: Lane) -> None:
+    assert lane.plc.state.barrier == "closed"
+    await lane.plc.open_barrier()
+    assert (await lane.change("barrier")).value == "opening"
+    assert (await lane.change("barrier")).value == "open"
+    assert lane.plc.state.barrier_position == 100
+
+    assert await lane.plc.close_barrier()
+    assert (await lane.change("barrier")).value == "closing"
+    assert (await lane.change("barrier")).value == "closed"
+    assert lane.sim.commands == ["open", "close"]
+
+
+@pytest.mark.parametrize("blocker", ["set_photo_eye", "set_exit_loop"])
+async def test_interlock_keeps_the_barrier_up_for_a_truck(lane: Lane, blocker: str) -> None:
+    await lane.plc.open_barrier()
+    await lane.until(lambda: lane.plc.state.barrier == "open")
+    getattr(lane.sim, blocker)(True)
+    await lane.until(lambda: lane.plc.state.photo_eye or lane.plc.state.exit_loop)
+
+    assert not await lane.plc.close_barrier()
+    await lane.until(lambda: lane.sim.commands == ["open", "open"])
+    assert lane.sim.barrier == "open"
+
+
+async def test_truck_under_a_closing_barrier_sends_it_back_up(lane: Lane) -> None:
+    lane.sim.barrier_travel_s = 1.0
+    await lane.plc.open_barrier()
+    await lane.until(lambda: lane.plc.state.barrier == "open")
+    assert await lane.plc.close_barrier()
+    await lane.until(lambda: lane.plc.state.barrier == "closing")
+
+    lane.sim.set_photo_eye(True)
+    await lane.until(lambda: lane.sim.barrier == "open")
+    assert lane.sim.commands[-2:] == ["close", "open"]
+
+
+async def test_traffic_light(lane: Lane) -> None:
+    await lane.plc.set_light("green")
+    await lane.until(lambda: lane.sim.light == "green")
+    await lane.plc.set_light("red")
+    await lane.until(lambda: lane.sim.light == "red")
+    with pytest.raises(ValueError):
+        await lane.plc.set_light("blue")  # type: ignore[arg-type]
+
+
+async def test_lost_plc_fails_closed_commands_refused_then_recovers(lane: Lane) -> None:
+    await lane.sim.stop()
+    await lane.until(lambda: not lane.plc.healthy)
+    with pytest.raises(PlcError):
+        await lane.plc.open_barrier()
+    await lane.sim.start()
+    await lane.until(lambda: lane.plc.healthy)
+    assert [h.up for h in lane.health] == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("fail", "reason"),
+    [
+        ("set_exception_responses", "exception 4 (device failure)"),
+        ("set_stalled", "timeout"),
+        ("set_bad_values", "position 250"),
+        ("set_barrier_fault", "barrier fault (status 99)"),
+        ("freeze_heartbeat", "heartbeat missing"),
+    ],
+)
+async def test_bad_answers_give_a_clear_error_and_a_closed_lane(
+    lane: Lane, fail: str, reason: str
+) -> None:
+    getattr(lane.sim, fail)(True)
+    await lane.until(lambda: not lane.plc.healthy)
+    assert reason in lane.plc.health_reason
+
+    getattr(lane.sim, fail)(False)
+    await lane.until(lambda: lane.plc.healthy)
+    assert [h.up for h in lane.health] == [True, False, True]
+
+
+async def test_exception_on_a_command_is_a_clear_error(lane: Lane) -> None:
+    lane.sim.set_refuse_writes()
+    with pytest.raises(PlcError, match="exception 4 \\(device failure\\)"):
+        await lane.plc.open_barrier()
+    with pytest.raises(PlcError, match="device failure"):
+        await lane.plc.set_light("green")
+    assert lane.sim.commands == []
