@@ -75,11 +75,10 @@ class TicketPrinter:
         config: PrinterConfig,
         *,
         on_health: HealthCallback | None = None,
-        status_timeout_s: float = 1.0,
     ) -> None:
         self.lane = lane
         self.config = config
-        self.status_timeout_s = status_timeout_s
+        self.status_timeout_s = config.status_timeout_s
         self._on_health = on_health
         self._lock = asyncio.Lock()
         self._up: bool | None = None

@@ -214,9 +214,6 @@ class Scale:
         on_weight: Callable[[WeightReading], None],
         on_health: HealthCallback,
         *,
-        stable_frames: int = 5,
-        tolerance_kg: float = 20.0,
-        silence_s: float = 3.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.lane = lane
@@ -224,10 +221,10 @@ class Scale:
         self._on_weight = on_weight
         self._clock = clock
         self.parser: ToledoParser | SmaParser = (
-            ToledoParser() if config.protocol == "toledo" else SmaParser()
+            ToledoParser(checksum=config.checksum) if config.protocol == "toledo" else SmaParser()
         )
-        self.filter = StabilityFilter(stable_frames, tolerance_kg)
-        self._line = SerialLine(lane, "scale", config, on_health, silence_s=silence_s)
+        self.filter = StabilityFilter(config.stable_frames, config.stable_tolerance_kg)
+        self._line = SerialLine(lane, "scale", config, on_health, silence_s=config.silence_s)
         self.frames = 0
         self._over_range_logged = False
 

@@ -21,7 +21,6 @@ from gated.domain import DeviceHealth
 _LOGGER = logging.getLogger(__name__)
 
 INITIAL_BACKOFF_S = 0.5
-BACKOFF_CAP_S = 30.0
 POLL_INTERVAL_S = 0.02
 
 HealthCallback = Callable[[DeviceHealth], None]
@@ -63,13 +62,12 @@ class SerialLine:
         on_health: HealthCallback,
         *,
         silence_s: float | None = None,
-        backoff_cap_s: float = BACKOFF_CAP_S,
     ) -> None:
         self.lane = lane
         self.device = device
         self.config = config
         self.silence_s = silence_s
-        self.backoff_cap_s = backoff_cap_s
+        self.backoff_cap_s = config.backoff_cap_s
         self._on_health = on_health
         self._up: bool | None = None
         self.port: serial.Serial | None = None

@@ -198,6 +198,9 @@ class PlcConfig(Strict):
 class SerialDeviceConfig(Strict):
     port: str = Field(description="Serial device path (or a pyserial URL such as socket://).")
     baudrate: int = Field(default=9600, description="Line speed.")
+    backoff_cap_s: float = Field(
+        default=30.0, gt=0, description="Upper bound of the reopen back-off when the port fails."
+    )
 
 
 class CardReaderConfig(SerialDeviceConfig):
@@ -214,10 +217,26 @@ class ScaleConfig(SerialDeviceConfig):
     min_gross_kg: float = Field(
         default=2000.0, ge=0, description="Lighter than this is not a truck on the scale."
     )
+    checksum: bool | None = Field(
+        default=None,
+        description="Toledo checksum byte after CR: true required, false absent, null either.",
+    )
+    stable_frames: int = Field(
+        default=5, ge=1, description="Consecutive no-motion frames needed for a stable weight."
+    )
+    stable_tolerance_kg: float = Field(
+        default=20.0, ge=0, description="Those frames may differ by at most this much."
+    )
+    silence_s: float = Field(
+        default=3.0, gt=0, description="No frame for this long reports the scale lost."
+    )
 
 
 class PrinterConfig(SerialDeviceConfig):
     width_chars: int = Field(default=42, ge=20, le=80, description="Characters per ticket line.")
+    status_timeout_s: float = Field(
+        default=1.0, gt=0, description="The printer must answer a status request within this."
+    )
 
 
 class LaneTimeouts(Strict):
@@ -397,7 +416,11 @@ class SecurityConfig(Strict):
         default=1, description="Maritime security level; sets the canceled card list max age."
     )
     fascn_key_file: str = Field(
-        description="File with the key of the FASC-N keyed hash (created if missing)."
+        description="File with the key of the FASC-N keyed hash (created if missing, mode 0600)."
+    )
+    biometric_required: bool = Field(
+        default=True,
+        description="A credential without a biometric match is invalid (TWIC risk group A).",
     )
 
 

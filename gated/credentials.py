@@ -315,7 +315,7 @@ def check_credential(
     if card.biometric_status == BIOMETRIC_NO_MATCH:
         score = f" (score {card.biometric_score})" if card.biometric_score is not None else ""
         reasons.append(Reason(BIOMETRIC_FAILED, f"fingerprint did not match the card{score}"))
-    elif card.biometric_status != BIOMETRIC_MATCH:
+    elif card.biometric_status != BIOMETRIC_MATCH and security.biometric_required:
         reasons.append(Reason(BIOMETRIC_FAILED, "no biometric verification was made"))
 
     reasons.extend(_access_reasons(driver, company_code))

@@ -36,7 +36,7 @@ class Lane:
 @pytest.fixture
 async def lane(tmp_path: Path) -> AsyncIterator[Lane]:
     sim = SimulatedCardReader(tmp_path / "ttyCARD", chunk_delay_s=0.02)
-    config = CardReaderConfig(port=str(sim.link_path), verify_timeout_s=3.0)
+    config = CardReaderConfig(port=str(sim.link_path), verify_timeout_s=3.0, backoff_cap_s=0.2)
     cards: asyncio.Queue[CardPresented] = asyncio.Queue()
     health: list[DeviceHealth] = []
     reader = CardReader("7", config, cards.put_nowait, health.append)

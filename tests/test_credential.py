@@ -197,3 +197,16 @@ lanes:
     assert "1 rows imported (1 new), 1 bad rows" in out
     assert "line 2: not a FASC-N followed by a date" in out
     assert (tmp_path / "fascn.key").exists()
+
+
+def test_biometric_can_be_optional_but_a_mismatch_never_passes(
+    session: Session, tmp_path: Path
+) -> None:
+    _fresh_list(session, tmp_path)
+    cred.register_driver(session, GOOD, key=KEY, company_code="ACME")
+    relaxed = SecurityConfig(fascn_key_file=str(tmp_path / "k"), biometric_required=False)
+    assert _check(session, relaxed, _card(biometric="not_performed")) == (True, [])
+    assert _check(session, relaxed, _card(biometric=BIOMETRIC_NO_MATCH)) == (
+        False,
+        [cred.BIOMETRIC_FAILED],
+    )

@@ -58,9 +58,7 @@ async def test_missing_or_silent_printer(tmp_path: Path) -> None:
         await printer.print_ticket(["x"], "T")
     async with SimulatedPrinter(tmp_path / "ttyPRN") as sim:
         sim.device.stop_listening()  # a printer that never answers
-        silent = TicketPrinter(
-            "2", PrinterConfig(port=str(sim.link_path)), status_timeout_s=0.2
-        )
+        silent = TicketPrinter("2", PrinterConfig(port=str(sim.link_path), status_timeout_s=0.2))
         with pytest.raises(PrinterError, match="no answer"):
             await silent.print_ticket(["x"], "T")
 
