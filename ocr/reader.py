@@ -13,25 +13,26 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 
 from gated.domain import ContainerRead
 from ocr import iso6346
 from ocr.candidates import Blob, Group, find_groups
 from ocr.engine import DIGITS, LETTERS, Engine, Glyph, default_engine
+from ocr.glyphs import SLOT_GAP, glyph_image, paste, render, unboxed_glyph_image
 from ocr.imageio import ImageError, ImageInput, describe, load_gray
 
 _LOGGER = logging.getLogger(__name__)
 
-SLOT_HEIGHT = 40
-SLOT_GAP = 6
-BORDER = 16
 MAX_CANDIDATES = 12
 # Scoring: a check-digit repair or a disagreement with the free read costs confidence.
-REPAIR_PENALTY = 0.75
+REPAIR_PENALTY = 0.9
 DISAGREEMENT_PENALTY = 0.8
 DEFAULT_MIN_CONFIDENCE = 0.6
+# Alternatives weaker than this are noise from the engine, not real doubts.
+MIN_ALTERNATIVE = 0.1
+# A check digit blob this much wider than the serial's digits is taken for a frame.
+WIDE_FRAME = 1.25
 
 
 @dataclass(frozen=True)
@@ -182,104 +183,6 @@ def _multiline(lines: list[Group]) -> list[Candidate]:
 # --- reading -------------------------------------------------------------------------------
 
 
-def _glyph_image(gray: np.ndarray, blob: Blob, may_be_boxed: bool = False) -> np.ndarray:
-    """One character, dark on white, SLOT_HEIGHT tall. Only the check digit may be boxed."""
-    pad = max(2, round(0.08 * blob.h))
-    binary = _binarise(gray, blob.x - pad, blob.y - pad, blob.right + pad, blob.bottom + pad,
-                       blob.polarity)
-    if may_be_boxed and _is_frame(binary, pad):
-        binary = _unbox(binary, pad)
-    scale = SLOT_HEIGHT / float(binary.shape[0])
-    width = max(4, round(binary.shape[1] * scale))
-    resized = cv2.resize(binary, (width, SLOT_HEIGHT), interpolation=cv2.INTER_AREA)
-    _thr, resized = cv2.threshold(resized, 127, 255, cv2.THRESH_BINARY)
-    return resized
-
-
-def _binarise(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, polarity: int) -> np.ndarray:
-    """Otsu threshold of a crop, ink black (0) on white (255)."""
-    y0, y1 = max(0, y0), min(gray.shape[0], y1)
-    x0, x1 = max(0, x0), min(gray.shape[1], x1)
-    crop = gray[y0:y1, x0:x1]
-    if polarity == 1:
-        crop = 255 - crop
-    _thr, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return binary
-
-
-def _is_frame(binary: np.ndarray, pad: int) -> bool:
-    """True when ink runs along all four sides of the blob's box: a frame around the check
-    digit (often a parallelogram on an oblique view), not a character."""
-    inner = binary[pad : binary.shape[0] - pad, pad : binary.shape[1] - pad] == 0
-    height, width = inner.shape
-    if height < 8 or width < 6 or width < 0.45 * height:
-        return False
-    strip_y = max(2, round(0.15 * height))
-    strip_x = max(2, round(0.2 * width))
-    sides = (
-        inner[:strip_y, :].any(axis=0).mean(),
-        inner[-strip_y:, :].any(axis=0).mean(),
-        inner[:, :strip_x].any(axis=1).mean(),
-        inner[:, -strip_x:].any(axis=1).mean(),
-    )
-    return min(sides) >= 0.75
-
-
-def _unbox(binary: np.ndarray, pad: int) -> np.ndarray:
-    """The digit inside a frame, cropped to itself. A digit apart from its frame is kept as it
-    is; one that touches it is separated by its thicker strokes (an opening that the thin
-    frame lines do not survive). Returns the input when no digit is found."""
-    ink = (binary == 0).astype(np.uint8)
-    height, width = ink.shape
-    min_h = 0.4 * (height - 2 * pad)
-    count, labels, stats, _centroids = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    frames = [
-        i for i in range(1, count)
-        if stats[i][2] >= 0.8 * (width - 2 * pad) and stats[i][3] >= 0.8 * (height - 2 * pad)
-    ]
-    inside = [i for i in range(1, count) if i not in frames and stats[i][3] >= min_h]
-    if frames and inside:
-        digit = np.isin(labels, inside)
-    else:
-        dist = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
-        core_radius = 0.55 * float(dist.max())
-        if core_radius < 1.0:
-            return binary
-        size = 2 * round(core_radius) + 1
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-        core = cv2.dilate((dist >= core_radius).astype(np.uint8), kernel) & ink
-        count, labels, stats, _centroids = cv2.connectedComponentsWithStats(core, connectivity=8)
-        inside = [i for i in range(1, count) if stats[i][3] >= min_h]
-        if not inside:
-            return binary
-        digit = np.isin(labels, inside)
-    ys, xs = np.nonzero(digit)
-    y0, y1 = max(0, ys.min() - pad), min(height, ys.max() + 1 + pad)
-    x0, x1 = max(0, xs.min() - pad), min(width, xs.max() + 1 + pad)
-    cleaned = np.full((y1 - y0, x1 - x0), 255, np.uint8)
-    cleaned[digit[y0:y1, x0:x1]] = 0
-    return cleaned
-
-
-def render(
-    gray: np.ndarray, blobs: tuple[Blob, ...], boxed_last: bool = False
-) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Paste the characters side by side on a white line; return it and each slot's x range.
-    With `boxed_last` the last character may be a boxed check digit."""
-    glyphs = [
-        _glyph_image(gray, b, boxed_last and i == len(blobs) - 1) for i, b in enumerate(blobs)
-    ]
-    width = 2 * BORDER + sum(g.shape[1] for g in glyphs) + SLOT_GAP * (len(glyphs) - 1)
-    line = np.full((SLOT_HEIGHT + 2 * BORDER, width), 255, np.uint8)
-    slots = []
-    x = BORDER
-    for glyph in glyphs:
-        line[BORDER : BORDER + SLOT_HEIGHT, x : x + glyph.shape[1]] = glyph
-        slots.append((x, x + glyph.shape[1]))
-        x += glyph.shape[1] + SLOT_GAP
-    return line, slots
-
-
 def _assign(glyphs: list[Glyph], slots: list[tuple[int, int]]) -> list[Glyph | None]:
     """Each slot's glyph, None where the engine saw no character or several."""
     per_slot: list[list[Glyph]] = [[] for _ in slots]
@@ -293,21 +196,35 @@ def _assign(glyphs: list[Glyph], slots: list[tuple[int, int]]) -> list[Glyph | N
 
 
 def _read_part(
-    gray: np.ndarray,
-    blobs: tuple[Blob, ...],
-    engine: Engine,
-    whitelist: str,
-    boxed_last: bool = False,
+    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str
 ) -> list[Glyph | None]:
-    line, slots = render(gray, blobs, boxed_last)
+    line, slots = render(gray, blobs)
     assigned = _assign(engine.read_line(line, whitelist), slots)
     for index, glyph in enumerate(assigned):
         if glyph is None:  # read that one character on its own
-            last = boxed_last and index == len(blobs) - 1
-            single, single_slots = render(gray, (blobs[index],), last)
-            alone = _assign(engine.read_line(single, whitelist), single_slots)
-            assigned[index] = alone[0]
+            single, single_slots = render(gray, (blobs[index],))
+            assigned[index] = _assign(engine.read_line(single, whitelist), single_slots)[0]
     return assigned
+
+
+def _with_unboxed_check_digit(
+    gray: np.ndarray, blobs: tuple[Blob, ...], check: Glyph | None, engine: Engine
+) -> Glyph | None:
+    """When the check digit sits in a box, read the serial again with the digit cut out of
+    the box: that reading leads, and the reading of the whole box becomes its alternative
+    (the check digit arbitrates between them)."""
+    wide = blobs[-1].w >= WIDE_FRAME * float(np.median([b.w for b in blobs[:-1]]))
+    unboxed = unboxed_glyph_image(gray, blobs[-1], wide)
+    if unboxed is None:
+        return check
+    line, slots = paste([glyph_image(gray, b) for b in blobs[:-1]] + [unboxed])
+    lead = _assign(engine.read_line(line, DIGITS), slots)[-1]
+    if lead is None or check is None:
+        return lead or check
+    alternatives = dict(lead.alternatives)
+    if check.text != lead.text:
+        alternatives[check.text] = max(alternatives.get(check.text, 0.0), check.confidence)
+    return Glyph(lead.text, lead.confidence, lead.x0, lead.x1, tuple(alternatives.items()))
 
 
 def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> CodeRead | None:
@@ -315,7 +232,8 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
     owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS)
     if any(g is None for g in owner):
         return None
-    serial = _read_part(gray, candidate.blobs[4:], engine, DIGITS, boxed_last=True)
+    serial = _read_part(gray, candidate.blobs[4:], engine, DIGITS)
+    serial[-1] = _with_unboxed_check_digit(gray, candidate.blobs[4:], serial[-1], engine)
     if any(g is None for g in serial):
         return None
     decided = decide_number([g for g in owner + serial if g is not None])
@@ -323,7 +241,7 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
         return None
     number, confidence = decided
     free = _free_read(gray, candidate, engine)
-    if free != number:
+    if free is not None and free[:10] != number[:10]:
         confidence *= DISAGREEMENT_PENALTY
     return CodeRead(number, confidence, candidate)
 
@@ -338,16 +256,18 @@ def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
     confidence = min(g.confidence for g in glyphs)
     if iso6346.is_valid_container_number(text):
         return text, confidence
-    alternatives = [[g.text] + [a for a, _c in g.alternatives] for g in glyphs]
+    alternatives = [
+        [g.text] + [a for a, c in g.alternatives if c >= MIN_ALTERNATIVE] for g in glyphs
+    ]
     valid = iso6346.valid_from_alternatives(alternatives)
     if len(valid) != 1:
         return None
     number = valid[0]
-    # The repaired characters count with the confidence of the alternative that was chosen.
+    # A repaired character counts with the confidence of the alternative that was chosen.
+    confidence = 1.0
     for glyph, char in zip(glyphs, number, strict=True):
-        if char != glyph.text:
-            alt_conf = dict(glyph.alternatives).get(char, 0.0)
-            confidence = min(confidence, max(alt_conf, 1.0 - glyph.confidence))
+        chosen = glyph.confidence if char == glyph.text else dict(glyph.alternatives)[char]
+        confidence = min(confidence, chosen)
     return number, confidence * REPAIR_PENALTY
 
 
@@ -355,10 +275,12 @@ def _free_read(gray: np.ndarray, candidate: Candidate, engine: Engine) -> str | 
     """The candidate read without position whitelists, coerced by position afterwards: a check
     that the letters really look like letters and the digits like digits."""
     owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS + DIGITS)
-    serial = _read_part(gray, candidate.blobs[4:], engine, LETTERS + DIGITS, boxed_last=True)
+    serial = _read_part(gray, candidate.blobs[4:10], engine, LETTERS + DIGITS)
     if any(g is None for g in owner + serial):
         return None
-    return iso6346.coerce_positions("".join(g.text for g in owner + serial if g is not None))
+    return iso6346.coerce_positions(
+        "".join(g.text for g in owner + serial if g is not None) + "0"
+    )
 
 
 def choose(reads: list[CodeRead]) -> CodeRead | None:
