@@ -140,6 +140,12 @@ class CameraSimulator:
             for camera in self.cameras:
                 self._frame_future(lane, camera)  # start rendering before the first request
 
+    async def rendered(self, lane: str) -> None:
+        """Wait until every camera of the lane has its picture of the current scene ready."""
+        await asyncio.gather(
+            *(asyncio.wrap_future(self._frame_future(lane, camera)) for camera in self.cameras)
+        )
+
     def set_fault(self, lane: str, camera: str, fault: CameraFault | None) -> None:
         """Break one camera (or repair it with None)."""
         if lane not in self._scenes or camera not in self.cameras:

@@ -18,6 +18,7 @@ from gated.domain import DeviceHealth
 from gated.image_store import ImageStore
 from gated.ports import CapturedImage as CapturedImagePort
 from hwsim.cameras import CameraFault, CameraSimulator, Scene, SceneContainer, SimCamera
+from hwsim.images import PhotoFolder
 
 FRONT = "TGHU7870036"
 REAR = "CSQU3054383"
@@ -36,6 +37,10 @@ async def sim() -> AsyncIterator[CameraSimulator]:
     simulator.set_scene(
         "1", Scene((SceneContainer(FRONT, "22G1"), SceneContainer(REAR, "22G1")), seed=7)
     )
+    # pictures rendered before the tests start, so that a busy machine cannot turn a slow
+    # render into a camera timeout
+    await simulator.rendered("1")
+    await simulator.rendered("2")
     yield simulator
     await simulator.stop()
 
@@ -98,7 +103,7 @@ async def test_a_frame_is_grabbed_from_the_mjpeg_stream(
 async def test_a_broken_stream_falls_back_to_the_snapshot(
     sim: CameraSimulator, store: ImageStore
 ) -> None:
-    base = sim.camera_configs("1", timeout_s=1.0)
+    base = sim.camera_configs("1", timeout_s=5.0)
     broken_stream = [
         base[0].model_copy(update={"stream_url": f"http://127.0.0.1:{sim.port}/nothing"}),
         base[1],
@@ -187,3 +192,24 @@ def test_check_jpeg_says_what_is_wrong() -> None:
         check_jpeg(b"\xff\xd8" + b"\x00" * 100)
     with pytest.raises(CameraError, match="does not decode"):
         check_jpeg(b"\xff\xd8" + b"\x11" * 100 + b"\xff\xd9")
+
+
+async def test_with_a_photo_folder_the_cameras_show_real_photos(
+    shared_data: Path, store: ImageStore
+) -> None:
+    folder = PhotoFolder(shared_data / "real_containers")
+    number = folder.photos[0].container_number
+    simulator = CameraSimulator(["1"], CAMERAS, photos=folder)
+    await simulator.start()
+    try:
+        simulator.set_scene("1", Scene((SceneContainer(number),), seed=1))
+        await simulator.rendered("1")
+        async with CameraSet("1", simulator.camera_configs("1"), store) as cameras:
+            images = _by_camera(await cameras.capture(uuid.uuid4()))
+    finally:
+        await simulator.stop()
+    photos_of_it = [str(p.path) for p in folder.photos if p.container_number == number]
+    for image in images.values():
+        assert image.error is None
+        # every camera served a real photo of that very container
+        assert any(_same_bytes(image.path, photo) for photo in photos_of_it)
