@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
 
 from drivers.modbus import Backoff, ModbusConnection, ModbusError, read_plan
 from gated.config import PlcConfig
@@ -99,6 +98,7 @@ class GatePlc:
         self._target_at = 0.0
         self.errors = 0
         self.last_error: str | None = None
+        self.interlock_held: str | None = None  # why the last close_barrier reopened
 
     # --- what the lane reads ---------------------------------------------------------------
 
@@ -115,6 +115,11 @@ class GatePlc:
         return "" if self._state.healthy else self._reason
 
     @property
+    def problem(self) -> str | None:
+        """Why the PLC cannot be used right now, or None when it can (gated.ports)."""
+        return None if self._state.healthy else self._reason
+
+    @property
     def where(self) -> str:
         return self._connection.address
 
@@ -124,11 +129,11 @@ class GatePlc:
         await self._pulse(self.config.registers.open_coil, "open barrier")
         self._expect(BarrierStatus.OPEN)
 
-    async def close_barrier(self) -> bool:
+    async def close_barrier(self) -> None:
         """Close if the photo-eye is clear and the exit loop empty; otherwise reopen.
 
-        Returns True when the close was commanded. The inputs are read fresh, not taken from
-        the last poll, so a truck that just moved under the barrier keeps it up.
+        The inputs are read fresh, not taken from the last poll, so a truck that just moved
+        under the barrier keeps it up; `interlock_held` then says why it stayed open.
         """
         regs = self.config.registers
         try:
@@ -139,21 +144,23 @@ class GatePlc:
         if photo_eye or exit_loop:
             why = "photo-eye blocked" if photo_eye else "exit loop occupied"
             _LOGGER.info("lane %s: barrier stays open: %s", self.lane, why)
+            self.interlock_held = why
             await self.open_barrier()
-            return False
+            return
+        self.interlock_held = None
         await self._pulse(regs.close_coil, "close barrier")
         self._expect(BarrierStatus.CLOSED)
-        return True
 
-    async def set_light(self, color: Literal["red", "green"]) -> None:
-        if color not in ("red", "green"):
-            raise ValueError(f"no traffic light colour {color!r}")
+    async def set_light(self, colour: str) -> None:
+        """Traffic light "red" or "green" (the other one goes off)."""
+        if colour not in ("red", "green"):
+            raise ValueError(f"no traffic light colour {colour!r}")
         regs = self.config.registers
         try:
-            await self._connection.write_coil(regs.green_light_coil, color == "green")
-            await self._connection.write_coil(regs.red_light_coil, color == "red")
+            await self._connection.write_coil(regs.green_light_coil, colour == "green")
+            await self._connection.write_coil(regs.red_light_coil, colour == "red")
         except ModbusError as exc:
-            raise PlcError(f"lane {self.lane}: cannot set the light {color}: {exc}") from exc
+            raise PlcError(f"lane {self.lane}: cannot set the light {colour}: {exc}") from exc
 
     async def _pulse(self, coil: int, what: str) -> None:
         try:

@@ -97,10 +97,13 @@ class AsciiRadiationMonitor(RadiationMonitor):
         line = SerialLine(
             self.lane,
             "rpm",
-            SerialDeviceConfig(port=self.config.serial_port, baudrate=self.config.baudrate),
+            SerialDeviceConfig(
+                port=self.config.serial_port,
+                baudrate=self.config.baudrate,
+                backoff_cap_s=self.config.backoff_cap_s,
+            ),
             self._serial_health,
             silence_s=self.config.line_timeout_s,
-            backoff_cap_s=self.config.backoff_cap_s,
         )
         await line.run(self._take_bytes)
 

@@ -60,6 +60,11 @@ class RadiationMonitor(abc.ABC):
         return "" if self._healthy else self._reason
 
     @property
+    def problem(self) -> str | None:
+        """Why the monitor cannot be trusted right now, or None (gated.ports.MonitorPort)."""
+        return None if self._healthy else self._reason
+
+    @property
     def occupied(self) -> bool:
         return self.occupied_event.is_set()
 

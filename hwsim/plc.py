@@ -79,6 +79,11 @@ class SimulatedPlc(SimulatedModbusDevice):
         self.bad_values = on
 
     @property
+    def barrier_open(self) -> bool:
+        """Fully up: a truck can drive through."""
+        return self.status == BarrierStatus.OPEN and not self.barrier_fault
+
+    @property
     def barrier(self) -> str:
         try:
             return BarrierStatus(self.status).name.lower()

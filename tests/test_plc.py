@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from drivers.plc import GatePlc, PlcChange, PlcError
-from gated.config import PlcConfig
+from drivers.rpm import open_monitor
+from gated.config import PlcConfig, RpmConfig
 from gated.domain import DeviceHealth
+from gated.ports import BarrierPort, MonitorPort
 from hwsim.plc import SimulatedPlc
 from tests.servers import free_port
 
@@ -85,7 +87,8 @@ async def test_barrier_opens_and_closes_taking_its_time(lane: Lane) -> None:
     assert (await lane.change("barrier")).value == "open"
     assert lane.plc.state.barrier_position == 100
 
-    assert await lane.plc.close_barrier()
+    await lane.plc.close_barrier()
+    assert lane.plc.interlock_held is None
     assert (await lane.change("barrier")).value == "closing"
     assert (await lane.change("barrier")).value == "closed"
     assert lane.sim.commands == ["open", "close"]
@@ -98,7 +101,8 @@ async def test_interlock_keeps_the_barrier_up_for_a_truck(lane: Lane, blocker: s
     getattr(lane.sim, blocker)(True)
     await lane.until(lambda: lane.plc.state.photo_eye or lane.plc.state.exit_loop)
 
-    assert not await lane.plc.close_barrier()
+    await lane.plc.close_barrier()
+    assert lane.plc.interlock_held in ("photo-eye blocked", "exit loop occupied")
     await lane.until(lambda: lane.sim.commands == ["open", "open"])
     assert lane.sim.barrier == "open"
 
@@ -107,7 +111,7 @@ async def test_truck_under_a_closing_barrier_sends_it_back_up(lane: Lane) -> Non
     lane.sim.barrier_travel_s = 1.0
     await lane.plc.open_barrier()
     await lane.until(lambda: lane.plc.state.barrier == "open")
-    assert await lane.plc.close_barrier()
+    await lane.plc.close_barrier()
     await lane.until(lambda: lane.plc.state.barrier == "closing")
 
     lane.sim.set_photo_eye(True)
@@ -121,12 +125,13 @@ async def test_traffic_light(lane: Lane) -> None:
     await lane.plc.set_light("red")
     await lane.until(lambda: lane.sim.light == "red")
     with pytest.raises(ValueError):
-        await lane.plc.set_light("blue")  # type: ignore[arg-type]
+        await lane.plc.set_light("blue")
 
 
 async def test_lost_plc_fails_closed_commands_refused_then_recovers(lane: Lane) -> None:
     await lane.sim.stop()
     await lane.until(lambda: not lane.plc.healthy)
+    assert lane.plc.problem is not None
     with pytest.raises(PlcError):
         await lane.plc.open_barrier()
     await lane.sim.start()
@@ -163,3 +168,12 @@ async def test_exception_on_a_command_is_a_clear_error(lane: Lane) -> None:
     with pytest.raises(PlcError, match="device failure"):
         await lane.plc.set_light("green")
     assert lane.sim.commands == []
+
+
+def test_drivers_fit_the_lane_ports() -> None:
+    # checked by mypy: the lane holds the drivers through these protocols
+    plc: BarrierPort = GatePlc("1", PlcConfig(host="127.0.0.1", port=1))
+    monitor: MonitorPort = open_monitor(
+        "1", RpmConfig(transport="modbus", host="127.0.0.1", port=1), sigma=6.0
+    )
+    assert plc.problem == monitor.problem == "not connected yet"
