@@ -172,3 +172,16 @@ class ImageStore:
                 os.rmdir(root)  # fails unless empty (children were removed before the parent)
             except OSError:
                 pass
+
+
+async def run_retention(store: ImageStore, every_s: float = 3600.0) -> None:
+    """Enforce retention now and then every `every_s` seconds, until cancelled.
+
+    Meant as one named task of the daemon; a failed pass is logged and retried next time.
+    """
+    while True:
+        try:
+            await store.enforce_retention()
+        except OSError as exc:
+            _LOGGER.error("image store %s: retention pass failed: %s", store.directory, exc)
+        await asyncio.sleep(every_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gated.config import ImageStoreConfig
-from gated.image_store import ImageStore
+from gated.image_store import ImageStore, run_retention
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -94,3 +95,17 @@ def test_save_after_retention_pruned_the_directory(tmp_path: Path) -> None:
     assert not first.exists()
     again = store.save("1", transaction, "AH", b"\xff\xd8new", at=NOW - timedelta(days=3))
     assert again.read_bytes() == b"\xff\xd8new"
+
+
+async def test_run_retention_passes_until_cancelled(tmp_path: Path) -> None:
+    store = _store(tmp_path, max_age_days=1)
+    old = _save_aged(store, timedelta(days=400))
+    task = asyncio.create_task(run_retention(store, every_s=3600), name="image retention")
+    for _ in range(200):
+        if not old.exists():
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not old.exists()
