@@ -56,36 +56,47 @@ class Group:
         return float(np.median([b.h for b in self.blobs]))
 
 
+# Adaptive threshold settings (block size, offset, close small breaks) tried at each polarity.
+THRESHOLDS = ((41, 12, False), (41, 12, True), (81, 16, False))
+
+
 def find_blobs(gray: np.ndarray) -> list[Blob]:
     """Character-sized components at both polarities."""
     blobs: list[Blob] = []
     for polarity in (1, 0):
-        for block, offset in ((41, 12), (81, 16)):
-            blobs.extend(_blobs_of(gray, polarity, block, offset))
+        for block, offset, close in THRESHOLDS:
+            blobs.extend(_blobs_of(gray, polarity, block, offset, close))
     return _dedupe(blobs)
 
 
-def _blobs_of(gray: np.ndarray, polarity: int, block: int, offset: int) -> list[Blob]:
+_CLOSE_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def _blobs_of(
+    gray: np.ndarray, polarity: int, block: int, offset: int, close: bool
+) -> list[Blob]:
     thresh_type = cv2.THRESH_BINARY if polarity else cv2.THRESH_BINARY_INV
     c = -offset if polarity else offset
     binary = cv2.adaptiveThreshold(
         gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, thresh_type, block, c
     )
-    count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    found = []
-    for index in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[index])
-        if not MIN_CHAR_HEIGHT <= h <= MAX_CHAR_HEIGHT:
-            continue
-        if w < 2 or w > 1.1 * h:
-            continue
-        fill = area / float(w * h)
-        if fill < 0.12 or fill > 0.92:
-            continue
-        if w < 0.25 * h and fill < 0.5:  # thin and sparse: a crack or a rod, not a '1'
-            continue
-        found.append(Blob(x, y, w, h, polarity))
-    return found
+    if close:  # mend strokes broken by wear or glare (the waist of an 8)
+        binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, _CLOSE_KERNEL)
+    _count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(
+        binary, connectivity=8
+    )
+    x, y, w, h, area = (stats[1:, i].astype(np.float64) for i in range(5))
+    fill = area / np.maximum(w * h, 1.0)
+    narrow = w < 0.35 * h  # a '1' or an 'I' is a solid bar
+    keep = (
+        (h >= MIN_CHAR_HEIGHT) & (h <= MAX_CHAR_HEIGHT)
+        & (w >= 2) & (w <= 1.1 * h)
+        & (fill >= 0.12) & ((fill <= 0.92) | narrow)
+        & ~((w < 0.25 * h) & (fill < 0.5))  # thin and sparse: a crack or a rod
+    )
+    return [
+        Blob(int(x[i]), int(y[i]), int(w[i]), int(h[i]), polarity) for i in np.flatnonzero(keep)
+    ]
 
 
 def _dedupe(blobs: list[Blob]) -> list[Blob]:
