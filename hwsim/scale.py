@@ -67,6 +67,7 @@ class SimulatedScale:
         self.parity_bit = parity_bit
         self.checksum = checksum
         self.noise_kg = noise_kg
+        self.sending = True  # False: the indicator's output stops (cable cut, indicator off)
         self.gross_kg = 0.0
         self._profile: deque[tuple[float, bool]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -143,5 +144,6 @@ class SimulatedScale:
                 motion = False
             self._tick += 1
             jitter = self.noise_kg if self._tick % 2 else 0.0
-            self.device.write(self.frame(self.gross_kg + jitter, motion))
+            if self.sending:
+                self.device.write(self.frame(self.gross_kg + jitter, motion))
             await asyncio.sleep(self.interval_s)

@@ -118,9 +118,10 @@ async def _run(
             body(sim)
             for _ in range(1000):
                 stable = [r for r in readings if r.stable]
-                if sim.settled and stable and abs(stable[-1].gross_kg - until) < 50:
+                if sim.settled and stable and abs(stable[-1].gross_kg - until) < 200:
                     break
                 await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # a few more settled frames
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -152,3 +153,24 @@ async def test_field_recording_of_a_truck_is_stable_only_when_settled(
     assert loaded, "the settled truck was never reported stable"
     assert all(48600 <= weight <= 48800 for weight in loaded), loaded
     assert all(weight < 1 for weight in stable if weight <= 1000)
+
+
+async def test_silent_indicator_is_lost_once_and_recovers(tmp_path: Path) -> None:
+    health: list[DeviceHealth] = []
+    async with SimulatedScale(tmp_path / "ttySCALE", interval_s=0.01) as sim:
+        config = ScaleConfig(port=str(sim.link_path), protocol="toledo", silence_s=0.2)
+        scale = Scale("4", config, lambda reading: None, health.append)
+        task = asyncio.create_task(scale.run(), name="test scale")
+        try:
+            for sending, wanted in ((True, True), (False, False), (True, True)):
+                sim.sending = sending
+                for _ in range(300):
+                    if health and health[-1].up is wanted:
+                        break
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert [h.up for h in health] == [True, False, True]
+    assert "no data for 0.2 s" in health[1].detail
