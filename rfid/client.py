@@ -18,6 +18,7 @@ A client object serves one connection; the supervisor builds a fresh one for eve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -35,6 +36,7 @@ _LOGGER = logging.getLogger(__name__)
 HEADER = struct.Struct("!HII")
 MAX_MESSAGE = 1 << 20  # no reader message comes near this; a larger length means garbage
 CUSTOM_MESSAGE = 1023
+RO_ACCESS_REPORT = 61
 
 # Every key named here must exist in sllurp's LLRPReaderConfig: it silently ignores misspellings.
 TAG_CONTENT = {
@@ -130,10 +132,15 @@ class SupervisedClient(LLRPReaderClient):  # type: ignore[misc]
     def close(self, timeout: float = 2.0) -> None:
         """Stop the thread and close the socket; safe to call more than once, from any thread."""
         self.disconnect_requested.set()
-        self.hard_disconnect()
+        self._stop_main_loop.set()
         thread = self._socket_thread
         if thread is not None and thread is not threading.current_thread():
+            # shut down but do not close yet: closing under sllurp's select() makes it fail
+            if self._attached is not None:
+                with contextlib.suppress(OSError):
+                    self._attached.shutdown(socket.SHUT_RDWR)
             thread.join(timeout)
+        self.hard_disconnect()
         if self._attached is not None:
             self._attached.close()
 
@@ -184,10 +191,16 @@ class SupervisedClient(LLRPReaderClient):  # type: ignore[misc]
         except Exception as exc:  # sllurp raises struct.error, IndexError, LLRPError...
             self._end(f"undecodable message type {msg_type}: {type(exc).__name__}: {exc}")
             return False
-        if self._is_refusal(message):
-            return False
         if self._on_message is not None:
             self._on_message(message)
+        if msg_type == RO_ACCESS_REPORT:
+            # sllurp's state machine does nothing with a report but hand it to the callbacks
+            tags = message.msgdict["RO_ACCESS_REPORT"]["TagReportData"]
+            for callback in self._tag_report_callbacks:
+                callback(self, tags)
+            return True
+        if self._is_refusal(message):
+            return False
         self._on_llrp_message_received(message)
         if self._offline:
             return True

@@ -116,6 +116,12 @@ class ReaderSupervisor:
         loop = asyncio.get_running_loop()
         ended = asyncio.Event()
         inventorying = asyncio.Event()
+        changed = asyncio.Event()  # wakes the watch loop on either of the two
+
+        def mark(event: asyncio.Event) -> None:
+            event.set()
+            changed.set()
+
         client = SupervisedClient(
             self.config.host,
             self.config.port,
@@ -127,13 +133,13 @@ class ReaderSupervisor:
                 self.report_timeout_ms,
             ),
             label=self.label,
-            on_ended=lambda: loop.call_soon_threadsafe(ended.set),
+            on_ended=lambda: loop.call_soon_threadsafe(mark, ended),
         )
         self._client = client
         client.add_tag_report_callback(self._on_tag_report)
         client.add_state_callback(
             LLRPReaderState.STATE_INVENTORYING,
-            lambda _client, _state: loop.call_soon_threadsafe(inventorying.set),
+            lambda _client, _state: loop.call_soon_threadsafe(mark, inventorying),
         )
         polite = False
         try:
@@ -144,7 +150,7 @@ class ReaderSupervisor:
             client.attach(sock)
             client.connect()
             self.connections += 1
-            reason = await self._watch(client, ended, inventorying)
+            reason = await self._watch(client, ended, inventorying, changed)
             return inventorying.is_set(), reason
         except asyncio.CancelledError:
             polite = inventorying.is_set()  # a clean shutdown stops the reader's inventory
@@ -155,7 +161,11 @@ class ReaderSupervisor:
             self._client = None
 
     async def _watch(
-        self, client: SupervisedClient, ended: asyncio.Event, inventorying: asyncio.Event
+        self,
+        client: SupervisedClient,
+        ended: asyncio.Event,
+        inventorying: asyncio.Event,
+        changed: asyncio.Event,
     ) -> str:
         """Wait until the connection fails; returns why."""
         watchdog = self.config.watchdog_s
@@ -163,7 +173,8 @@ class ReaderSupervisor:
         tick = min(0.25, watchdog / 5)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), timeout=tick)
+                await asyncio.wait_for(changed.wait(), timeout=tick)
+            changed.clear()
             if ended.is_set():
                 return client.failure or "connection closed by the reader"
             now = time.monotonic()

@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="switch a fault on from the start; repeatable",
     )
     parser.add_argument("--capture", help="append every byte sent to clients to this file")
+    parser.add_argument(
+        "--burst", action="store_true",
+        help="benchmarks: report every tag as fast as the client reads (ignores --rate)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, capture: BinaryIO | None) -> None:
     reader = SimulatedReader(
         args.host, args.port, model=ReaderModel(antennas=args.antennas), tick_s=args.tick,
-        capture=capture,
+        capture=capture, burst=args.burst,
     )
     for epc, antenna in args.tag:
         reader.field.show(epc, antenna, None, rate=args.rate, rssi=args.rssi)
