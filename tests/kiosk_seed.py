@@ -1,12 +1,12 @@
 """Seed data for the kiosk and resolution tests: a site, a real SQLite file, gate transactions.
 
-Images are real gate photos from ../shared/data when present, otherwise drawn with OpenCV.
+Images are real gate photos from ../shared/data when present, otherwise hwsim's synthetic ones.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -73,18 +73,6 @@ def make_database(config: SiteConfig) -> tuple[Any, sessionmaker[Session]]:
     return engine, session_factory(engine)
 
 
-def _drawn_photo(path: Path, text: str) -> None:
-    """A container end wall with its number painted on, 960 x 540."""
-    image = np.full((540, 960, 3), (70, 80, 90), np.uint8)
-    cv2.rectangle(image, (180, 40), (780, 520), (40, 60, 150), -1)
-    for x in range(200, 780, 40):
-        cv2.line(image, (x, 40), (x, 520), (30, 45, 120), 6)
-    cv2.putText(image, text, (300, 150), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (235, 235, 235), 4)
-    cv2.putText(image, "22G1", (300, 215), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (235, 235, 235), 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), image)
-
-
 @dataclass
 class SeededPhoto:
     camera: str
@@ -92,28 +80,59 @@ class SeededPhoto:
     regions: list[Any] = field(default_factory=list)
 
 
-def photos(config: SiteConfig, key: str) -> list[SeededPhoto]:
-    """Three images of one truck under images.directory: real photos when available."""
+def photos(config: SiteConfig, key: str, source: str = "auto") -> list[SeededPhoto]:
+    """Three images of one truck under images.directory, with the code regions OCR found.
+
+    source "real": the shared gate photos (they stay outside the repository: linked, not
+    copied); "synthetic": pictures drawn by hwsim's renderer (safe to publish, e.g. in docs);
+    "auto": real when present, else synthetic.
+    """
     directory = Path(config.images.directory) / key
-    found = []
+    directory.mkdir(parents=True, exist_ok=True)
+    if source == "real" or (source == "auto" and REAL_PHOTOS.is_dir()):
+        return _real_photos(directory)
+    return _synthetic_photos(directory)
+
+
+def _real_photos(directory: Path) -> list[SeededPhoto]:
     regions = {
         "AH": [{"bbox": [880, 510, 500, 90], "text": "BEAU 265693 ?"}],
         "LF": [{"bbox": [1050, 280, 110, 730], "text": "BEAU265G9?"}],
         "RF": [],
     }
-    if REAL_PHOTOS.is_dir():
-        for camera, suffix in (("AH", "A01"), ("LF", "C01"), ("RF", "D01")):
-            source = REAL_PHOTOS / f"1-124126001-OCR-{camera}-{suffix}.jpg"
-            target = directory / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(source)
-            found.append(SeededPhoto(camera, target, regions[camera]))
-        return found
-    for camera in ("AH", "LF", "RF"):
-        target = directory / f"{key}-{camera}.jpg"
-        _drawn_photo(target, "BEAU 265693 1")
-        drawn = [[290, 100, 380, 70]] if camera != "RF" else []
-        found.append(SeededPhoto(camera, target, drawn))
+    found = []
+    for camera, suffix in (("AH", "A01"), ("LF", "C01"), ("RF", "D01")):
+        source = REAL_PHOTOS / f"1-124126001-OCR-{camera}-{suffix}.jpg"
+        target = directory / source.name
+        target.symlink_to(source)
+        found.append(SeededPhoto(camera, target, regions[camera]))
+    return found
+
+
+def _synthetic_photos(directory: Path) -> list[SeededPhoto]:
+    from hwsim.images import available_fonts, random_spec, render
+
+    stencil = "dejavu_condensed_bold"
+    if stencil not in available_fonts():
+        stencil = "hershey_duplex"
+
+    views = (
+        ("AH", "front_end_wall_from_above", "horizontal", "BEAU 265693 ?"),
+        ("LF", "end_wall_oblique_side_camera", "vertical", "BEAU265G9?"),
+        ("RF", "end_wall_oblique_side_camera", "vertical", ""),
+    )
+    found = []
+    for n, (camera, view, layout, text) in enumerate(views):
+        spec = random_spec(
+            11 + n, container_number="BEAU2656931", size_type="22G1", view=view,
+            camera=camera, layout=layout, difficulty=0.5,
+        )
+        # one container, one paint and one stencil, whichever camera looks at it
+        picture = render(replace(spec, paint="blue", font=stencil))
+        target = directory / f"{camera}.jpg"
+        cv2.imwrite(str(target), picture.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        regions = [{"bbox": list(picture.region), "text": text}] if text else []
+        found.append(SeededPhoto(camera, target, regions))
     return found
 
 
@@ -144,6 +163,7 @@ def seed_trouble(
     reason: str = "container number unreadable",
     rpm_alarm: bool = False,
     state: str = "trouble",
+    photo_source: str = "auto",
 ) -> int:
     """A transaction waiting for a clerk (trouble, or inspection) with images, reads, a scan,
     a credential and an appointment."""
@@ -192,7 +212,7 @@ def seed_trouble(
     session.add(transaction)
     session.flush()
 
-    for photo in photos(config, f"t{transaction.id}"):
+    for photo in photos(config, f"t{transaction.id}", photo_source):
         session.add(
             ContainerReadRow(
                 transaction_id=transaction.id,

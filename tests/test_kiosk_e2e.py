@@ -79,14 +79,18 @@ class LaneFake(RecordingEffects):
 async def kiosk(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     config = make_config(tmp_path, lanes=4)
     engine, sessions = make_database(config)
+    # synthetic pictures: the screenshots may be published (docs/images), the real photos not
+    seed: dict[str, Any] = {"photo_source": "synthetic"}
     with sessions() as session, session.begin():
-        seed_trouble(session, config, lane="3", truck_epc="E200AA", minutes_ago=11,
-                     read="MSKU6011672", reason="no appointment for MSKU6011672")
-        trouble_id = seed_trouble(session, config, lane="1", minutes_ago=4)
-        inspection_id = seed_trouble(session, config, lane="4", truck_epc="E200BB",
-                                     minutes_ago=2, read="TGHU7870036",
-                                     reason="gamma alarm at the portal", rpm_alarm=True,
-                                     state="inspection")
+        seed_trouble(
+            session, config, lane="3", truck_epc="E200AA", minutes_ago=11, read="MSKU6011672",
+            reason="no appointment for MSKU6011672", **seed,
+        )
+        trouble_id = seed_trouble(session, config, lane="1", minutes_ago=4, **seed)
+        inspection_id = seed_trouble(
+            session, config, lane="4", truck_epc="E200BB", minutes_ago=2, read="TGHU7870036",
+            reason="gamma alarm at the portal", rpm_alarm=True, state="inspection", **seed,
+        )
     board = LaneBoard(trouble_id, inspection_id)
     effects = LaneFake(board)
     app = create_app(config, sessions, effects, board, hasher=FAST_HASHER, board_interval_s=0.3)
