@@ -3,10 +3,12 @@
 Wire format (one frame per presentation, ASCII between STX and ETX, then the block check as two
 hex digits: XOR of every byte between STX and ETX):
 
-    STX F=<FASC-N>;X=<expiry YYYYMMDD>;B=<M|N|->;S=<score 0-255> ETX <BCC>
+    STX F=<FASC-N>;X=<expiry YYYYMMDD>;A=<Y|N>;B=<M|N|->;S=<score 0-255> ETX <BCC>
 
-F is the 200-bit FASC-N in hex or its ASCII form; B is the biometric match result (M match,
-N no match, - not performed) with the reader's score. Fields other than F may be absent.
+F is the 200-bit FASC-N in hex or its ASCII form; X the card's expiry from its CHUID; A whether
+the reader authenticated the card (CHUID signature or card authentication key); B the biometric
+match result (M match, N no match, - not performed) with the reader's score. Fields other than
+F may be absent; an absent A or B counts as "not verified".
 Bytes outside a frame are line noise and ignored (counted). A frame that fails its block check,
 is cut short, stalls longer than the verification time, or holds an undecodable FASC-N becomes
 an "unreadable" presentation, and the reader carries on with the next frame.
@@ -48,6 +50,7 @@ class CardPresented:
     biometric_status: str | None = None
     biometric_score: int | None = None
     unreadable: str | None = None  # why the card could not be read; None when it was
+    authenticated: bool | None = None  # the reader's card authentication; None: not done
 
     @property
     def readable(self) -> bool:
@@ -145,12 +148,13 @@ def parse_payload(lane: str, payload: bytes, at: datetime) -> CardPresented:
     status = _BIOMETRIC_CODES.get(fields.get("B", "-"))
     if status is None:
         return CardPresented(lane, at, None, unreadable="unknown biometric result code")
+    authenticated = {"Y": True, "N": False, "": None}.get(fields.get("A", ""), False)
     score = None
     if fields.get("S"):
         if not fields["S"].isdigit() or int(fields["S"]) > 255:
             return CardPresented(lane, at, None, unreadable="biometric score is not 0-255")
         score = int(fields["S"])
-    return CardPresented(lane, at, fascn, expires_on, status, score)
+    return CardPresented(lane, at, fascn, expires_on, status, score, None, authenticated)
 
 
 class CardReader:

@@ -39,6 +39,7 @@ from gated.outbox import add_event
 _LOGGER = logging.getLogger(__name__)
 
 UNREADABLE = "unreadable_card"
+NOT_AUTHENTIC = "card_not_authentic"
 EXPIRED = "credential_expired"
 CANCELED = "credential_canceled"
 BIOMETRIC_FAILED = "biometric_failed"
@@ -306,6 +307,10 @@ def check_credential(
 
     hashed = fascn_hash(key, card.fascn)
     driver = session.scalar(select(Driver).where(Driver.fascn_hash == hashed))
+    if card.authenticated is False:
+        reasons.append(Reason(NOT_AUTHENTIC, "card failed the reader's authentication"))
+    elif card.authenticated is None:
+        reasons.append(Reason(NOT_AUTHENTIC, "the reader did not authenticate the card"))
     reasons.extend(_expiry_reasons(card, driver, now.date()))
 
     canceled = canceled_on(session, hashed)

@@ -1,7 +1,8 @@
 """A simulated pedestal TWIC reader on a pty, with scripted cards.
 
 Speaks the frame format of `drivers.card_reader`. Card kinds: valid, expired, canceled,
-biometric_fail, corrupted (a byte damaged on the line), slow (the frame trickles in).
+biometric_fail, corrupted (a byte damaged on the line), slow (the frame trickles in),
+counterfeit (a copied FASC-N that fails the reader's card authentication).
 The scripted FASC-Ns are made-up numbers; `scripted_fascn(kind)` gives the one a kind uses so
 a world model can register the driver or put the card on the canceled card list.
 """
@@ -19,7 +20,9 @@ from hwsim.pty_device import PtyDevice
 
 _LOGGER = logging.getLogger(__name__)
 
-CARD_KINDS = ("valid", "expired", "canceled", "biometric_fail", "corrupted", "slow")
+CARD_KINDS = (
+    "valid", "expired", "canceled", "biometric_fail", "corrupted", "slow", "counterfeit"
+)
 
 _SCRIPTED = {
     "valid": from_digits("0070" "0001" "310042" "0" "1" "5550001111" "1" "2001" "1"),
@@ -29,7 +32,7 @@ _SCRIPTED = {
 
 
 def scripted_fascn(kind: str) -> Fascn:
-    """The FASC-N a scripted card kind carries (biometric_fail, corrupted and slow use valid's)."""
+    """The FASC-N a scripted card kind carries (the other kinds use valid's)."""
     return _SCRIPTED.get(kind, _SCRIPTED["valid"])
 
 
@@ -83,7 +86,10 @@ class SimulatedCardReader:
             score = 212 if biometric else 31
         card_data = fascn.to_ascii() if ascii_form else fascn.to_hex()
         result = "M" if biometric else "N"
-        return encode_frame(f"F={card_data};X={expires_on:%Y%m%d};B={result};S={score}")
+        authentic = "N" if kind == "counterfeit" else "Y"
+        return encode_frame(
+            f"F={card_data};X={expires_on:%Y%m%d};A={authentic};B={result};S={score}"
+        )
 
     async def present(
         self,

@@ -61,6 +61,18 @@ async def test_valid_card(lane: Lane) -> None:
     assert card.fascn == scripted_fascn("valid")
     assert card.biometric_status == BIOMETRIC_MATCH
     assert card.expires_on is not None
+    assert card.authenticated is True
+
+
+async def test_counterfeit_and_unauthenticated_cards(lane: Lane) -> None:
+    await lane.sim.present("counterfeit")
+    fascn = scripted_fascn("valid").to_hex()
+    lane.sim.send_raw(encode_frame(f"F={fascn};B=M;S=200"))
+    lane.sim.send_raw(encode_frame(f"F={fascn};A=?;B=M;S=200"))
+    counterfeit, silent, odd = [await lane.next_card() for _ in range(3)]
+    assert counterfeit.readable and counterfeit.authenticated is False
+    assert silent.readable and silent.authenticated is None
+    assert odd.authenticated is False  # an unknown answer is not a yes
 
 
 async def test_each_kind_arrives_with_its_data(lane: Lane) -> None:

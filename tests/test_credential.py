@@ -45,8 +45,9 @@ def _card(
     expires_on: date | None = date(2029, 1, 1),
     biometric: str | None = BIOMETRIC_MATCH,
     unreadable: str | None = None,
+    authenticated: bool | None = True,
 ) -> CardPresented:
-    return CardPresented("2", NOW, fascn, expires_on, biometric, 200, unreadable)
+    return CardPresented("2", NOW, fascn, expires_on, biometric, 200, unreadable, authenticated)
 
 
 def _fresh_list(session: Session, tmp_path: Path, *entries: str) -> None:
@@ -79,10 +80,16 @@ def test_valid_card_of_a_registered_driver(session: Session, security: SecurityC
 def test_every_reason_at_once(session: Session, security: SecurityConfig, tmp_path: Path) -> None:
     cred.register_driver(session, GOOD, key=KEY, company_code="OTHERCO")
     _fresh_list(session, tmp_path, f"{GOOD.to_ascii()}, 03DEC2026")
-    card = _card(expires_on=date(2026, 12, 1), biometric=BIOMETRIC_NO_MATCH)
+    card = _card(expires_on=date(2026, 12, 1), biometric=BIOMETRIC_NO_MATCH, authenticated=False)
     assert _check(session, security, card) == (
         False,
-        [cred.EXPIRED, cred.CANCELED, cred.BIOMETRIC_FAILED, cred.NOT_AUTHORISED],
+        [
+            cred.NOT_AUTHENTIC,
+            cred.EXPIRED,
+            cred.CANCELED,
+            cred.BIOMETRIC_FAILED,
+            cred.NOT_AUTHORISED,
+        ],
     )
 
 
@@ -96,6 +103,8 @@ def test_every_reason_at_once(session: Session, security: SecurityConfig, tmp_pa
         (_card(), "ELSEWHERE", cred.NOT_AUTHORISED),
         (_card(), None, cred.NOT_AUTHORISED),
         (_card(OTHER), "ACME", cred.CANCELED),
+        (_card(authenticated=False), "ACME", cred.NOT_AUTHENTIC),
+        (_card(authenticated=None), "ACME", cred.NOT_AUTHENTIC),
         (_card(None, unreadable="frame failed its block check"), "ACME", cred.UNREADABLE),
     ],
 )

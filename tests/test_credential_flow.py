@@ -31,6 +31,7 @@ EXPECTED = {
     "biometric_fail": [cred.BIOMETRIC_FAILED],
     "corrupted": [cred.UNREADABLE],
     "slow": [],
+    "counterfeit": [cred.NOT_AUTHENTIC],
 }
 
 
@@ -133,7 +134,7 @@ def test_driver_expiry_from_the_registry_counts_too(tmp_path: Path) -> None:
             ccl = tmp_path / "ccl.txt"
             ccl.write_text(f"{scripted_fascn('canceled').to_hex()} 02DEC2026\n")
             cred.import_canceled_card_list(session, ccl, key=key, now=NOW)
-            card = CardPresented("1", NOW, fascn, None, "match", 250)
+            card = CardPresented("1", NOW, fascn, None, "match", 250, authenticated=True)
             check = cred.check_credential(
                 session, card, key=key, security=security, company_code="ACME", now=NOW
             )
