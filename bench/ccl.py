@@ -102,8 +102,10 @@ def main() -> None:
                       f"{values[int(len(values) * 0.99)]:.3f} ms, max {values[-1]:.3f} ms, "
                       f"over 1 ms: {sum(v > 1 for v in values)}")
         if url.startswith("sqlite"):
-            size = Path(url.split("///", 1)[1]).stat().st_size / 1e6
-            print(f"database file: {size:.0f} MB")
+            database = Path(url.split("///", 1)[1])
+            files = [database, database.with_name(database.name + "-wal")]
+            size = sum(f.stat().st_size for f in files if f.exists()) / 1e6
+            print(f"database file with its WAL: {size:.0f} MB")
         engine.dispose()
     print(f"peak RSS of the whole run: {peak_rss_mb():.0f} MB")
 
