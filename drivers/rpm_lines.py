@@ -89,6 +89,13 @@ def _parse_timestamp(text: str) -> datetime | None:
     return at.replace(tzinfo=timezone(sign * timedelta(minutes=minutes)))
 
 
+def strip_timestamp(text: str) -> tuple[str, datetime | None]:
+    """A line without its trailing daily-file timestamp, and that timestamp (or None)."""
+    head, _, last = text.strip().rpartition(",")
+    at = _parse_timestamp(last) if head else None
+    return (head, at) if at is not None else (text.strip(), None)
+
+
 def parse_line(text: str, line_no: int = 0) -> RpmLine | None:
     """One record; None for a blank line; RpmLineError for anything else that is not a record."""
     text = text.strip().strip("\x00")
