@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gated.config import SiteConfig
 from gated.kiosk import KioskServer, create_app
 from gated.kiosk.app import COOKIE
-from gated.models import AuditLog, GateTransaction, Move, OutboxEvent
+from gated.models import AuditLog, ContainerReadRow, GateTransaction, Move, OutboxEvent
 from tests.kiosk_seed import FAST_HASHER, PASSWORDS, make_config, make_database, seed_trouble
 from tests.test_resolution import RecordingEffects
 
@@ -446,3 +446,69 @@ async def test_server_stops_cleanly_with_a_board_stream_open(site: Site) -> None
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not server.started or task.done()
+
+
+async def test_images_only_from_the_image_directory(client: httpx.AsyncClient, site: Site) -> None:
+    secret = site.config.images.directory + "/../kiosk.secret"
+    with site.sessions() as session, session.begin():
+        read = ContainerReadRow(transaction_id=site.tx_id, camera="X", image_path=secret)
+        session.add(read)
+        session.flush()
+        read_id = read.id
+    await login(client, "view1")
+    response = await client.get(f"/transactions/{site.tx_id}/images/{read_id}")
+    assert response.status_code == 404
+    assert b"image not available" in response.content
+    # the read of another transaction is not served under this one
+    other = await client.get(f"/transactions/{site.tx_id + 1}/images/1")
+    assert other.status_code == 404
+
+
+async def test_board_stream_ends_when_the_session_expires(site: Site) -> None:
+    transport = httpx.ASGITransport(app=site.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://kiosk.test") as http:
+        await login(http, "view1")
+        cookie = http.cookies[COOKIE]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client never leaves on its own
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if b"event: board" in message.get("body", b""):
+            site.clock.now += site.config.kiosk.session_minutes * 60 + 1
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/api/board/stream", "raw_path": b"/api/board/stream",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+        "server": ("kiosk.test", 80),
+        "headers": [(b"host", b"kiosk.test"), (b"cookie", f"{COOKIE}={cookie}".encode())],
+    }
+    await site.app(scope, receive, send)  # returns: the stream ended by itself
+    body = b"".join(m.get("body", b"") for m in sent[1:]).decode()
+    assert body.index("event: board") < body.index("event: logout")
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+    # and an expired cookie does not open a stream at all
+    sent.clear()
+    await site.app(scope, receive, send)
+    assert sent[0]["status"] == 401
+
+
+def test_image_size_from_headers(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from gated.kiosk.views import image_size
+
+    picture = np.zeros((37, 53, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "a.jpg"), picture)
+    cv2.imwrite(str(tmp_path / "a.png"), picture)
+    (tmp_path / "a.txt").write_text("not an image")
+    assert image_size(tmp_path / "a.jpg") == (53, 37)
+    assert image_size(tmp_path / "a.png") == (53, 37)
+    assert image_size(tmp_path / "a.txt") is None
+    assert image_size(tmp_path / "missing.jpg") is None
