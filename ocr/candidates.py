@@ -7,6 +7,7 @@ multi-line layouts) or down a column (vertical layout of upright characters).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -60,12 +61,24 @@ class Group:
 THRESHOLDS = ((41, 12, False), (41, 12, True), (81, 16, False))
 
 
+# Blobs are searched at a reduced resolution, no taller than this (connected components on
+# a full 1080p frame cost most of the time), and reported in full-resolution pixels.
+SEARCH_HEIGHT = 720
+
+
 def find_blobs(gray: np.ndarray) -> list[Blob]:
-    """Character-sized components at both polarities."""
+    """Character-sized components at both polarities, in the image's pixels."""
+    factor = max(1.0, gray.shape[0] / SEARCH_HEIGHT)
+    if factor > 1.0:
+        size = (round(gray.shape[1] / factor), round(gray.shape[0] / factor))
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    else:
+        small = gray
     blobs: list[Blob] = []
     for polarity in (1, 0):
         for block, offset, close in THRESHOLDS:
-            blobs.extend(_blobs_of(gray, polarity, block, offset, close))
+            block = round(block / factor) | 1
+            blobs.extend(_blobs_of(small, polarity, block, offset, close, factor))
     return _dedupe(blobs)
 
 
@@ -73,7 +86,7 @@ _CLOSE_KERNEL = np.ones((3, 3), np.uint8)
 
 
 def _blobs_of(
-    gray: np.ndarray, polarity: int, block: int, offset: int, close: bool
+    gray: np.ndarray, polarity: int, block: int, offset: int, close: bool, factor: float
 ) -> list[Blob]:
     thresh_type = cv2.THRESH_BINARY if polarity else cv2.THRESH_BINARY_INV
     c = -offset if polarity else offset
@@ -89,13 +102,17 @@ def _blobs_of(
     fill = area / np.maximum(w * h, 1.0)
     narrow = w < 0.35 * h  # a '1' or an 'I' is a solid bar
     keep = (
-        (h >= MIN_CHAR_HEIGHT) & (h <= MAX_CHAR_HEIGHT)
+        (h * factor >= MIN_CHAR_HEIGHT) & (h * factor <= MAX_CHAR_HEIGHT)
         & (w >= 2) & (w <= 1.1 * h)
         & (fill >= 0.12) & ((fill <= 0.92) | narrow)
         & ~((w < 0.25 * h) & (fill < 0.5))  # thin and sparse: a crack or a rod
     )
     return [
-        Blob(int(x[i]), int(y[i]), int(w[i]), int(h[i]), polarity) for i in np.flatnonzero(keep)
+        Blob(
+            math.floor(x[i] * factor), math.floor(y[i] * factor),
+            math.ceil(w[i] * factor), math.ceil(h[i] * factor), polarity,
+        )
+        for i in np.flatnonzero(keep)
     ]
 
 
@@ -108,10 +125,10 @@ def _dedupe(blobs: list[Blob]) -> list[Blob]:
             if other.polarity != blob.polarity:
                 continue
             if (
-                abs(other.x - blob.x) <= 2
-                and abs(other.y - blob.y) <= 2
-                and abs(other.w - blob.w) <= 3
-                and abs(other.h - blob.h) <= 3
+                abs(other.x - blob.x) <= 3
+                and abs(other.y - blob.y) <= 3
+                and abs(other.w - blob.w) <= 4
+                and abs(other.h - blob.h) <= 4
             ):
                 duplicate = True
                 break

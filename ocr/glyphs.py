@@ -31,7 +31,20 @@ def _blob_binary(gray: np.ndarray, blob: Blob) -> np.ndarray:
 
 def glyph_image(gray: np.ndarray, blob: Blob) -> np.ndarray:
     """One character, dark on white, SLOT_HEIGHT tall."""
-    return _to_slot(_drop_strays(_blob_binary(gray, blob), _pad(blob)))
+    pad = _pad(blob)
+    return _to_slot(_tight(_drop_strays(_blob_binary(gray, blob), pad), pad))
+
+
+def _tight(binary: np.ndarray, margin: int) -> np.ndarray:
+    """Crop to the ink plus a margin, so every character fills its slot the same way (the
+    blob's box comes from a reduced-resolution search and is only roughly placed)."""
+    ys, xs = np.nonzero(binary == 0)
+    if ys.size == 0:
+        return binary
+    height, width = binary.shape
+    y0, y1 = max(0, ys.min() - margin), min(height, ys.max() + 1 + margin)
+    x0, x1 = max(0, xs.min() - margin), min(width, xs.max() + 1 + margin)
+    return binary[y0:y1, x0:x1]
 
 
 def _drop_strays(binary: np.ndarray, pad: int) -> np.ndarray:
