@@ -10,7 +10,9 @@ a world model can register the driver or put the card on the canceled card list.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import random
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,16 +26,27 @@ CARD_KINDS = (
     "valid", "expired", "canceled", "biometric_fail", "corrupted", "slow", "counterfeit"
 )
 
+# credential number, series, issue and the person number's last three digits per card
 _SCRIPTED = {
-    "valid": from_digits("0070" "0001" "310042" "0" "1" "5550001111" "1" "2001" "1"),
-    "expired": from_digits("0070" "0001" "310077" "0" "2" "5550002222" "1" "2001" "1"),
-    "canceled": from_digits("0070" "0001" "310099" "1" "1" "5550003333" "1" "2001" "1"),
+    "valid": ("310042", "0", "1", "111"),
+    "expired": ("310077", "0", "2", "222"),
+    "canceled": ("310099", "1", "1", "333"),
 }
 
 
-def scripted_fascn(kind: str) -> Fascn:
-    """The FASC-N a scripted card kind carries (the other kinds use valid's)."""
-    return _SCRIPTED.get(kind, _SCRIPTED["valid"])
+def scripted_fascn(kind: str, company: str | None = None) -> Fascn:
+    """The FASC-N a scripted card kind carries for a driver of `company` (made-up numbers).
+
+    Kinds other than expired and canceled carry the valid card's number. A world model
+    registers these with `gated.credentials.register_driver` and puts the canceled ones on its
+    canceled card list.
+    """
+    credential, series, issue, person_tail = _SCRIPTED.get(kind, _SCRIPTED["valid"])
+    company_digits = 0
+    if company is not None:
+        company_digits = int(hashlib.sha256(company.encode()).hexdigest(), 16) % 10_000
+    person = f"555{company_digits:04d}{person_tail}"
+    return from_digits(f"00700001{credential}{series}{issue}{person}120011")
 
 
 class SimulatedCardReader:
@@ -60,6 +73,7 @@ class SimulatedCardReader:
     def frame_for(
         self,
         card: str | Fascn,
+        company: str | None = None,
         *,
         biometric: bool | None = None,
         score: int | None = None,
@@ -73,7 +87,7 @@ class SimulatedCardReader:
         if isinstance(card, Fascn):
             fascn = card
         elif kind is not None:
-            fascn = scripted_fascn(kind)
+            fascn = scripted_fascn(kind, company)
         else:
             fascn = decode(card)
         if expires_on is None:
@@ -94,15 +108,22 @@ class SimulatedCardReader:
     async def present(
         self,
         card: str | Fascn,
+        company: str | None = None,
         *,
         biometric: bool | None = None,
         score: int | None = None,
         expires_on: date | None = None,
         ascii_form: bool = False,
     ) -> None:
-        """Hold a card (a kind from CARD_KINDS, a Fascn, or FASC-N text) to the reader."""
+        """Hold a card (a kind from CARD_KINDS, a Fascn, or FASC-N text) to the reader; a kind
+        carries the scripted FASC-N of a driver of `company`."""
         frame = self.frame_for(
-            card, biometric=biometric, score=score, expires_on=expires_on, ascii_form=ascii_form
+            card,
+            company,
+            biometric=biometric,
+            score=score,
+            expires_on=expires_on,
+            ascii_form=ascii_form,
         )
         self.presented += 1
         if card == "corrupted":
@@ -115,6 +136,16 @@ class SimulatedCardReader:
                 await asyncio.sleep(self.chunk_delay_s)
         else:
             self.device.write(frame)
+        await asyncio.sleep(0)
+
+    async def send_garbage(self, *, seed: int | None = None) -> None:
+        """Line noise: random bytes, a frame cut short, a frame with a damaged byte."""
+        rng = random.Random(seed)
+        noise = bytes(rng.randrange(256) for _ in range(24)).replace(b"\x02", b"")
+        frame = self.frame_for("valid")
+        damaged = bytearray(frame)
+        damaged[len(frame) // 3] ^= 0x01
+        self.device.write(noise + frame[: len(frame) // 2] + bytes(damaged))
         await asyncio.sleep(0)
 
     def send_raw(self, data: bytes) -> None:

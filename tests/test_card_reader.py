@@ -163,3 +163,15 @@ def test_parser_counts_noise_and_checks_frames() -> None:
     assert results == [(None, "frame failed its block check")]
     assert parser.noise_bytes == 5
     assert parser.feed(frame) == [(b"F=x;B=M", None)]
+
+
+async def test_company_cards_differ_and_garbage_is_unreadable(lane: Lane) -> None:
+    acme, other = scripted_fascn("valid", "ACME"), scripted_fascn("valid", "OTHER")
+    assert acme != other and acme.credential_last4 == other.credential_last4
+    await lane.sim.present("valid", "ACME")
+    assert (await lane.next_card()).fascn == acme
+    await lane.sim.send_garbage(seed=3)
+    cut, damaged = [await lane.next_card() for _ in range(2)]
+    assert not cut.readable and not damaged.readable
+    await lane.sim.present("expired", "OTHER")
+    assert (await lane.next_card()).fascn == scripted_fascn("expired", "OTHER")
