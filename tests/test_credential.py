@@ -17,7 +17,7 @@ from gated import credentials as cred
 from gated.cli import main
 from gated.config import SecurityConfig
 from gated.db import make_engine, session_factory, upgrade
-from gated.models import CanceledCard, CanceledCardImport
+from gated.models import CanceledCard, CanceledCardImport, Driver
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 KEY = bytes(range(32))
@@ -206,6 +206,23 @@ lanes:
     assert "1 rows imported (1 new), 1 bad rows" in out
     assert "line 2: not a FASC-N followed by a date" in out
     assert (tmp_path / "fascn.key").exists()
+
+    args = ["credential", "register", GOOD.to_hex(), "--company", "ACME", "--config", str(config)]
+    assert main([*args, "--expires", "2029-02-01", "--name", "J. Doe"]) == 0
+    assert "0070-0001-**0042 registered with ACME" in capsys.readouterr().out
+    assert main([*args, "--expires", "next year"]) == 1
+    assert main(["credential", "register", "0032,bad", *args[3:]]) == 1
+    engine = make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
+    try:
+        with session_factory(engine)() as db:
+            driver = db.scalar(select(Driver))
+            assert driver is not None and driver.company is not None
+            assert (driver.company.code, driver.credential_last4) == ("ACME", "0042")
+            assert driver.card_expires_on == date(2029, 2, 1)
+            site_key = cred.load_fascn_key(tmp_path / "fascn.key")
+            assert driver.fascn_hash == cred.fascn_hash(site_key, GOOD)
+    finally:
+        engine.dispose()
 
 
 def test_biometric_can_be_optional_but_a_mismatch_never_passes(

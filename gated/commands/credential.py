@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date
 
 from drivers.fascn import FascnError, decode
 from gated.config import ConfigError, load_config
@@ -22,6 +23,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     decoder.add_argument("fascn", help="50 hex digits, or AAAA,SSSS,CCCCCC,S,I,PPPPPPPPPPOOOOOA")
     decoder.set_defaults(func=run_decode)
+    register_parser = actions.add_parser(
+        "register", help="register a driver's card with a trucking company (stores a keyed hash)"
+    )
+    register_parser.add_argument("fascn", help="the card's FASC-N, or - to read it from stdin")
+    register_parser.add_argument("--company", required=True, help="trucking company code")
+    register_parser.add_argument("--name", help="driver's name as the kiosk shows it")
+    register_parser.add_argument("--expires", help="card expiry, YYYY-MM-DD")
+    register_parser.add_argument("--config", required=True, help="site configuration file")
+    register_parser.set_defaults(func=run_register)
 
     ccl = subparsers.add_parser("ccl", help="TSA canceled card list")
     ccl_actions = ccl.add_subparsers(dest="ccl_action", metavar="ACTION", required=True)
@@ -41,6 +51,33 @@ def run_decode(args: argparse.Namespace) -> int:
         print(f"not a valid FASC-N: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({**fascn.fields(), "hex": fascn.to_hex(), "ascii": fascn.to_ascii()}))
+    return 0
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from gated.credentials import load_fascn_key, register_driver
+    from gated.db import make_engine, session_factory
+
+    text = sys.stdin.readline() if args.fascn == "-" else args.fascn
+    try:
+        fascn = decode(text)
+        expires = date.fromisoformat(args.expires) if args.expires else None
+        config = load_config(args.config)
+    except (FascnError, ValueError, ConfigError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    key = load_fascn_key(config.security.fascn_key_file)
+    engine = make_engine(config.database.url)
+    try:
+        with session_factory(engine)() as session:
+            register_driver(
+                session, fascn, key=key, company_code=args.company, name=args.name,
+                card_expires_on=expires,
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    print(f"driver with card {fascn.masked()} registered with {args.company}")
     return 0
 
 
