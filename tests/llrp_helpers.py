@@ -7,10 +7,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gated.config import LlrpReaderConfig
 from gated.domain import DeviceHealth, TagRead
-from rfid import ReaderSupervisor
+
+
+class Runnable(Protocol):
+    async def run(self) -> None: ...
+
 
 EPC_TRUCK = "3005FB63AC1F3841EC880467"
 EPC_LONG = "1FB41F712AC9C37AB79D618173188324001A"
@@ -67,8 +72,9 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def supervised(supervisor: ReaderSupervisor) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(supervisor.run(), name=f"test-{supervisor.name}")
+async def supervised(service: Runnable) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a supervisor (or any service with `run()`) as a task; cancel it at the end."""
+    task = asyncio.create_task(service.run(), name=f"test-{type(service).__name__}")
     try:
         yield task
     finally:

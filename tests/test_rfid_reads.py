@@ -11,7 +11,7 @@ from rfid import Deduplicator, TagReportNormaliser
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC).timestamp()
 
 
-def tag(epc: bytes = b"3005fb63ac1f3841ec880467", **fields: object) -> dict[str, object]:
+def tag(epc: object = b"3005fb63ac1f3841ec880467", **fields: object) -> dict[str, object]:
     return {"EPC": epc, "AntennaID": 1, "PeakRSSI": -60, **fields}
 
 
