@@ -14,7 +14,9 @@ import asyncio
 import logging
 import math
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -22,6 +24,7 @@ from pymodbus.simulator import DataType, SimData
 
 from drivers.modbus import float32_to_registers, uint32_to_registers
 from drivers.rpm_alarm import GAMMA_SAMPLES_PER_WINDOW, exceeds
+from drivers.rpm_lines import RpmLine, RpmLineError, parse_line, strip_timestamp
 from gated.config import RpmRegisterMap
 from hwsim.modbus_device import FC_INPUT_REGISTERS, SimulatedModbusDevice
 
@@ -29,6 +32,8 @@ _LOGGER = logging.getLogger(__name__)
 
 Cargo = Literal["clean", "nuisance", "source", "neutron_source"]
 SAMPLE_S = 0.2  # simulated seconds per gamma sample
+GAMMA_BACKGROUNDS = (380.0, 380.0, 405.0, 370.0, 390.0, 400.0, 385.0, 375.0)  # cps per panel
+NEUTRON_BACKGROUNDS = (3.6, 2.6, 3.1, 2.9)  # cps per tube
 
 
 @dataclass
@@ -43,8 +48,8 @@ class PortalPhysics:
 
     def __init__(
         self,
-        gamma_background: tuple[float, ...] = (380.0, 380.0, 405.0, 370.0),
-        neutron_background: tuple[float, ...] = (3.6, 2.6),
+        gamma_background: tuple[float, ...] = GAMMA_BACKGROUNDS[:4],
+        neutron_background: tuple[float, ...] = NEUTRON_BACKGROUNDS[:2],
         monitor_sigma: float = 6.0,
         seed: int | None = None,
     ) -> None:
@@ -131,6 +136,49 @@ class PortalPhysics:
         return np.sum(np.array(self._neutron_recent), axis=0)
 
 
+def read_recording(path: str | Path) -> list[str]:
+    """A recording is at most a day of lines (a few MB): read it whole before pacing it."""
+    return Path(path).read_text(encoding="ascii", errors="replace").splitlines()
+
+
+def _pause_before(kind: str) -> float:
+    """The protocol's rhythm for files without timestamps: 200 ms per gamma sample, 5 s
+    between background reports."""
+    return {"GS": SAMPLE_S, "GA": SAMPLE_S, "GB": 5.0, "GH": 5.0, "GL": 5.0}.get(kind, 0.0)
+
+
+async def paced_lines(
+    path: str | Path, speed: float = 1.0, max_gap_s: float | None = None
+) -> AsyncIterator[str]:
+    """The lines of a recording without timestamps, each at its time divided by `speed`.
+
+    Pauses come from the timestamps, or from the protocol's rhythm when there are none;
+    `max_gap_s` shortens the quiet between trucks (in recording seconds).
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    recording_s = 0.0
+    previous = None
+    for index, raw in enumerate(read_recording(path)):
+        line, at = strip_timestamp(raw)
+        if not line:
+            continue
+        gap = _pause_before(line.split(",")[0])
+        if at is not None:
+            gap = (at - previous).total_seconds() if previous is not None else 0.0
+            previous = at
+        if max_gap_s is not None:
+            gap = min(gap, max_gap_s)
+        recording_s += max(gap, 0.0)
+        # sleep against a schedule, not per line: thousands of tiny sleeps would drift
+        ahead = started + recording_s / speed - loop.time()
+        if ahead > 0.002:
+            await asyncio.sleep(ahead)
+        elif index % 200 == 0:
+            await asyncio.sleep(0)
+        yield line
+
+
 class SimulatedRpm(SimulatedModbusDevice):
     """The Modbus TCP monitor on host:`port`."""
 
@@ -147,7 +195,11 @@ class SimulatedRpm(SimulatedModbusDevice):
     ) -> None:
         super().__init__(host, port, device_id, sample_period_s, f"rpm {port}")
         self.registers = registers or RpmRegisterMap()
-        self.physics = physics or PortalPhysics(seed=seed)
+        self.physics = physics or PortalPhysics(
+            gamma_background=GAMMA_BACKGROUNDS[: self.registers.gamma_channels],
+            neutron_background=NEUTRON_BACKGROUNDS[: self.registers.neutron_channels],
+            seed=seed,
+        )
         self.fault = False
         self.tamper = False
         self.heartbeat_frozen = False
@@ -155,6 +207,7 @@ class SimulatedRpm(SimulatedModbusDevice):
         self.heartbeat = 0
         self.passage_ended = asyncio.Event()
         self._sampling = False
+        self._replaying = False
 
     # --- the world's handles --------------------------------------------------------------
 
@@ -191,6 +244,10 @@ class SimulatedRpm(SimulatedModbusDevice):
 
     async def cycle(self) -> None:
         """One 200 ms sample of the portal (the first cycle only publishes)."""
+        if self._replaying:
+            if not self.physics.occupied:
+                await self._publish()  # idle in the recording: only the heartbeat moves
+            return
         if self._sampling:
             self.physics.sample()
             await self._publish()
@@ -200,6 +257,64 @@ class SimulatedRpm(SimulatedModbusDevice):
         else:
             self._sampling = True
             await self._publish()
+
+    async def replay(
+        self, path: str | Path, speed: float = 1.0, max_gap_s: float | None = None
+    ) -> int:
+        """Play a recorded ASCII-protocol file through the register map; returns its lines.
+
+        Channels beyond the map's `gamma_channels` / `neutron_channels` are left out.
+        """
+        self._replaying = True
+        lines = 0
+        try:
+            async for text in paced_lines(path, speed, max_gap_s):
+                lines += 1
+                try:
+                    line = parse_line(text, lines)
+                    if line is not None:
+                        await self._replay_line(line)
+                except RpmLineError as exc:
+                    _LOGGER.debug("hwsim rpm %d: replay skips %s", self.port, exc)
+        finally:
+            self._replaying = False
+            self.physics.passage = None
+            self.physics._gamma_recent.clear()
+            self.physics._neutron_recent.clear()
+        return lines
+
+    async def _replay_line(self, line: RpmLine) -> None:
+        physics, kind = self.physics, line.kind
+        gamma_n, neutron_n = self.registers.gamma_channels, self.registers.neutron_channels
+        if kind in ("GB", "GH", "GL"):
+            physics.gamma_estimate = np.array(line.counts()[:gamma_n], dtype=float)
+            self.fault = kind != "GB"
+        elif kind in ("NB", "NH"):
+            physics.neutron_estimate = np.array(line.counts()[:neutron_n], dtype=float)
+            self.fault = kind == "NH"
+        elif kind == "NB1":
+            physics.neutron_estimate = np.array(line.floats()[:neutron_n], dtype=float)
+        elif kind in ("TT", "TC"):
+            self.tamper = kind == "TT"
+        elif kind in ("GS", "GA", "NS", "NA"):
+            counts = np.array(line.counts(), dtype=float)
+            if physics.passage is None:
+                physics.passage = Passage("clean", samples=1 << 30)
+                physics.gamma_alarm = physics.neutron_alarm = False
+            if kind[0] == "G":
+                physics._gamma_recent.append(counts[:gamma_n])
+                physics.gamma_alarm |= kind == "GA"
+                await self._publish()
+            else:
+                # a neutron record already covers one second: it is the window
+                physics._neutron_recent.clear()
+                physics._neutron_recent.append(counts[:neutron_n])
+                physics.neutron_alarm |= kind == "NA"
+        elif kind == "GX":
+            physics.passage = None
+            physics.occupancy_id = int(line.values[0]) % 65536 if line.values else 0
+            await self._publish()
+            self.passage_ended.set()
 
     def status_word(self) -> int:
         physics = self.physics

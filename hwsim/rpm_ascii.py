@@ -17,8 +17,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from drivers.rpm_lines import strip_timestamp
-from hwsim.rpm import SAMPLE_S, Cargo, PortalPhysics
+from hwsim.rpm import SAMPLE_S, Cargo, PortalPhysics, paced_lines
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -169,44 +168,16 @@ class SimulatedAsciiRpm:
 
     # --- replay ---------------------------------------------------------------------------
 
-    async def replay(self, path: str | Path, speed: float = 1.0) -> int:
+    async def replay(
+        self, path: str | Path, speed: float = 1.0, max_gap_s: float | None = None
+    ) -> int:
         """Send a recorded file to the clients; returns the number of lines sent."""
         self._replaying = True
         sent = 0
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        recording_s = 0.0  # how far into the recording we are, in its own seconds
-        previous = None
         try:
-            for raw in _read_lines(path):
-                line, at = strip_timestamp(raw)
-                if not line:
-                    continue
-                if at is None:
-                    recording_s += _pause_before(line.split(",")[0])
-                else:
-                    if previous is not None and at > previous:
-                        recording_s += (at - previous).total_seconds()
-                    previous = at
-                # sleep against a schedule, not per line: thousands of tiny sleeps would drift
-                ahead = started + recording_s / speed - loop.time()
-                if ahead > 0.002:
-                    await asyncio.sleep(ahead)
-                elif sent % 200 == 0:
-                    await asyncio.sleep(0)
+            async for line in paced_lines(path, speed, max_gap_s):
                 self.send(line)
                 sent += 1
         finally:
             self._replaying = False
         return sent
-
-
-def _read_lines(path: str | Path) -> list[str]:
-    """A recording is at most a day of lines (a few MB): read it whole before pacing it."""
-    return Path(path).read_text(encoding="ascii", errors="replace").splitlines()
-
-
-def _pause_before(kind: str) -> float:
-    """The protocol's rhythm for files without timestamps: 200 ms per gamma sample, 5 s
-    between background reports."""
-    return {"GS": SAMPLE_S, "GA": SAMPLE_S, "GB": 5.0, "GH": 5.0, "GL": 5.0}.get(kind, 0.0)

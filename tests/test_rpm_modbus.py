@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from drivers.rpm import RadiationMonitor, open_monitor
-from gated.config import RpmConfig
+from gated.config import RpmConfig, RpmRegisterMap
 from gated.domain import DeviceHealth, RadiationScan
 from hwsim.rpm import SimulatedRpm
 from tests.servers import free_port
@@ -190,3 +191,38 @@ async def test_monitor_absent_at_start_is_reported_down_then_up() -> None:
         await sim.start()
         await lane.until(lambda: lane.monitor.healthy)
         assert [h.up for h in lane.health] == [False, True]
+
+
+def first_occupancies(source: Path, target: Path, count: int) -> Path:
+    lines = source.read_text(encoding="ascii").splitlines()
+    ends = [i for i, line in enumerate(lines) if line.startswith("GX")]
+    target.write_text("\n".join(lines[: ends[count - 1] + 1]) + "\n")
+    return target
+
+
+async def test_recordings_replayed_into_the_modbus_monitor(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    rpm_dir = shared_data / "field" / "rpm"
+    registers = RpmRegisterMap(neutron_channels=4)  # the recordings carry four neutron fields
+    port = free_port()
+    sim = SimulatedRpm(port=port, registers=registers, sample_period_s=SAMPLE_S)
+    await sim.start()
+    monitor = open_monitor("1", config(port).model_copy(update={"registers": registers}), 6.0)
+    task = asyncio.create_task(monitor.run(), name="test rpm replay")
+    try:
+        alarmed = first_occupancies(rpm_dir / "S2-C3-NORM2.csv", tmp_path / "hot.csv", 3)
+        await sim.replay(alarmed, speed=40.0, max_gap_s=0.2)
+        clean = first_occupancies(rpm_dir / "S2-C0-NONE.csv", tmp_path / "clean.csv", 2)
+        await sim.replay(clean, speed=40.0, max_gap_s=0.2)
+        await asyncio.sleep(0.1)
+        scans = [monitor.scans.get_nowait() for _ in range(monitor.scans.qsize())]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sim.stop()
+
+    assert [s.occupancy_id for s in scans] == [109, 110, 111, 17, 18]
+    assert all(s.complete and s.monitor_gamma_alarm and s.gamma_alarm for s in scans[:3])
+    assert all(s.clean for s in scans[3:]), [s.peak_gamma_sigma for s in scans[3:]]
