@@ -51,6 +51,7 @@ class SimulatedAsciiRpm:
         self.silent = False
         self.lines_sent = 0
         self._clients: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
         self._server: asyncio.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._samples = 0
@@ -112,15 +113,25 @@ class SimulatedAsciiRpm:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         server, self._server = self._server, None
-        self.drop_connections()
         if server is not None:
             server.close()
+        self.drop_connections()
+        # each handler ends by itself once its connection is closed; let them, rather than
+        # leave them to be cancelled at loop shutdown
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2.0)
+        if server is not None:
             await server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         self._clients.add(writer)
         _LOGGER.debug("hwsim ascii rpm %d: client connected", self.port)
-        self._background()
+        if not self._replaying:
+            self._background()  # a monitor greets a new client with its backgrounds
         try:
             await reader.read()  # clients only listen; returns when they hang up
         except (ConnectionError, OSError):
