@@ -208,13 +208,15 @@ class ReaderSupervisor:
         self, client: SupervisedClient, ended: asyncio.Event, polite: bool
     ) -> None:
         """Stop inventory politely on a clean shutdown, then end sllurp's thread."""
-        if polite and not ended.is_set() and client.failure is None:
-            try:
-                client.disconnect()  # DELETE_ACCESSSPEC + DELETE_ROSPEC, then closes
-                await asyncio.wait_for(ended.wait(), timeout=1.0)
-            except Exception as exc:  # sllurp raises several kinds on a half-dead socket
-                _LOGGER.debug("%s: polite stop failed: %s", self.label, exc)
-        client.close()
+        try:
+            if polite and not ended.is_set() and client.failure is None:
+                try:
+                    client.disconnect()  # DELETE_ACCESSSPEC + DELETE_ROSPEC, then closes
+                    await asyncio.wait_for(ended.wait(), timeout=1.0)
+                except Exception as exc:  # sllurp raises several kinds on a half-dead socket
+                    _LOGGER.debug("%s: polite stop failed: %s", self.label, exc)
+        finally:
+            client.close()  # even when cancelled again meanwhile: no thread is left behind
         thread = client.thread
         if thread is not None and thread.is_alive():
             _LOGGER.error("%s: sllurp's thread did not stop", self.label)
@@ -228,7 +230,10 @@ class ReaderSupervisor:
         else:
             self.outages += 1
             _LOGGER.warning("%s: lost: %s; retrying with back-off", self.label, detail)
-        self.on_health(DeviceHealth(lane=self.lane, device=self.name, up=up, detail=detail))
+        try:
+            self.on_health(DeviceHealth(lane=self.lane, device=self.name, up=up, detail=detail))
+        except Exception:
+            _LOGGER.exception("%s: health handler failed", self.label)
 
     # --- reads: sllurp's thread -> event loop -----------------------------------------------
 

@@ -195,3 +195,18 @@ async def test_untrusted_reader_clock(reader, fault):
     assert counted == len(recorder.reads)
     first = recorder.reads[0].seen_at
     assert all(abs((r.seen_at - first).total_seconds()) < 30 for r in recorder.reads)
+
+
+async def test_incomplete_capabilities(reader):
+    """sllurp's handshake fails on capabilities without a power table: down, then recovered."""
+    recorder = Recorder()
+    reader.field.show(EPC_TRUCK, antenna=1, rate=50)
+    reader.faults.incomplete_capabilities = True
+    supervisor = make_supervisor(reader, recorder)
+    async with supervised(supervisor):
+        await recorder.until(lambda: reader.sessions_accepted >= 2)
+        assert recorder.states == [False]
+        assert "GET_READER_CAPABILITIES_RESPONSE" in recorder.health[0].detail
+        reader.faults.incomplete_capabilities = False
+        await until_up_with_reads(recorder, 1)
+    assert recorder.states == [False, True]

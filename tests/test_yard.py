@@ -29,6 +29,7 @@ from gated.yard import (
 from hwsim.llrp import SimulatedReader
 from hwsim.position import PositionUnit
 from tests.llrp_helpers import Recorder, supervised
+from tests.servers import free_port
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 CONTAINER = "TGHU7870036"
@@ -230,3 +231,34 @@ async def test_machine_moves_a_container(sessions: sessionmaker[Session]) -> Non
     rows, events = moves_and_events(sessions)
     assert len(rows) == 1 and len(events) == 1
     assert [(h.device, h.up) for h in health].count(("TP-07/position", False)) == 0
+
+
+async def test_position_unit_outages_and_bad_lines(sessions: sessionmaker[Session]) -> None:
+    health: list[DeviceHealth] = []
+    waiter = Recorder()
+
+    def position_states() -> list[bool]:
+        return [h.up for h in health if h.device == "TP-07/position"]
+
+    async with PositionUnit(rate_hz=20) as unit:
+        machine = MachineConfig(
+            id="TP-07", kind="top_pick", position_url=unit.url,
+            reader=LlrpReaderConfig(host="127.0.0.1", port=free_port(), backoff_cap_s=0.5),
+        )
+        service = YardMoveService("T1", machine, GEOMETRY, sessions, health.append,
+                                  position_watchdog_s=0.4, backoff_cap_s=0.3)
+        async with supervised(service):
+            await waiter.until(lambda: position_states() == [True])
+            unit.faults.garbage = True
+            await waiter.until(lambda: service.bad_position_lines >= 3)
+            unit.faults.garbage = False
+            unit.faults.silent = True
+            await waiter.until(lambda: position_states() == [True, False])
+            downs = [h for h in health if h.device == "TP-07/position" and not h.up]
+            assert "no position" in downs[0].detail
+            unit.faults.silent = False
+            await waiter.until(lambda: position_states() == [True, False, True])
+            unit.drop_connections()
+            await waiter.until(lambda: position_states() == [True, False, True, False, True])
+    assert ("TP-07/rfid", False) in [(h.device, h.up) for h in health]  # no reader: reported
+    assert service.moves_written == 0

@@ -32,6 +32,9 @@ class Faults:
     unset_clock: bool = False
     """A reader whose clock was never set: UTC timestamps that start at 2000-01-01 at boot."""
 
+    incomplete_capabilities: bool = False
+    """Capabilities without the regulatory part (no power table, no RF modes)."""
+
     def clear(self) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, False)

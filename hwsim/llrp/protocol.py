@@ -208,7 +208,9 @@ class ReaderModel:
     gpos: int = 4
 
 
-def capabilities_response(model: ReaderModel, message_id: int) -> bytes:
+def capabilities_response(
+    model: ReaderModel, message_id: int, regulatory_part: bool = True
+) -> bytes:
     firmware = model.firmware.encode("ascii")
     sensitivity = tlv(Param.RECEIVE_SENSITIVITY_TABLE_ENTRY, struct.pack("!Hh", 1, 0))
     air_protocols = b"".join(
@@ -257,7 +259,7 @@ def capabilities_response(model: ReaderModel, message_id: int) -> bytes:
         llrp_status(),
         general,
         llrp,
-        regulatory,
+        regulatory if regulatory_part else b"",
         c1g2,
     )
 

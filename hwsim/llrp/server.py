@@ -248,7 +248,10 @@ class _Session:
             ))
             return
         if kind == MessageType.GET_READER_CAPABILITIES:
-            self.send(llrp.capabilities_response(self.owner.model, header.message_id))
+            self.send(llrp.capabilities_response(
+                self.owner.model, header.message_id,
+                regulatory_part=not self.owner.faults.incomplete_capabilities,
+            ))
             return
         if kind == MessageType.GET_READER_CONFIG:
             reader_id = struct.pack("!Q", self.owner.port)
