@@ -7,6 +7,7 @@ logs, events and the kiosk get no more than that.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -24,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from drivers.card_reader import BIOMETRIC_MATCH, BIOMETRIC_NO_MATCH, CardPresented
-from drivers.fascn import Fascn, FascnError, decode
+from drivers.fascn import HEX_LENGTH, Fascn, FascnError, decode
 from gated.config import SecurityConfig
 from gated.domain import CredentialCheck, Reason, utcnow
 from gated.models import (
@@ -85,7 +86,7 @@ def load_fascn_key(path: str | Path) -> bytes:
 
 def fascn_hash(key: bytes, fascn: Fascn) -> str:
     """The keyed hash the database knows a credential by (64 hex digits)."""
-    return hmac.new(key, fascn.digits().encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, fascn.digits().encode("ascii"), "sha256").hex()
 
 
 # --- the canceled card list --------------------------------------------------------------------
@@ -111,8 +112,11 @@ class CclImportReport:
     problems: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_ccl_date(text: str) -> date:
     """A TSA list date such as 20AUG2012."""
+    if not re.fullmatch(r"\d{1,2}[A-Za-z]{3}\d{4}", text):
+        raise ValueError("not a date like 20AUG2012")
     month = _MONTHS.get(text[-7:-4].upper())
     if month is None:
         raise ValueError(f"unknown month {text[-7:-4]!r}")
@@ -125,19 +129,24 @@ def parse_ccl(lines: Iterable[str]) -> Iterator[tuple[int, Fascn | None, date | 
     A problem names what is wrong, never the line's content (it may hold a FASC-N).
     """
     for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _CCL_LINE.match(line)
-        if match is None:
-            yield number, None, None, f"line {number}: not a FASC-N followed by a date"
-            continue
+        parts = line.split()
+        if len(parts) == 2 and len(parts[0]) == HEX_LENGTH:
+            fascn_text, date_text = parts  # the common shape, without the regular expression
+        else:
+            if not parts or parts[0].startswith("#"):
+                continue
+            match = _CCL_LINE.match(line)
+            if match is None:
+                yield number, None, None, f"line {number}: not a FASC-N followed by a date"
+                continue
+            fascn_text, date_text = match["fascn"], match["date"]
         try:
-            fascn = decode(match["fascn"])
+            fascn = decode(fascn_text)
         except FascnError as exc:
             yield number, None, None, f"line {number}: FASC-N: {exc}"
             continue
         try:
-            canceled_on = parse_ccl_date(match["date"])
+            canceled_on = parse_ccl_date(date_text)
         except ValueError as exc:
             yield number, None, None, f"line {number}: date: {exc}"
             continue
