@@ -17,9 +17,20 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
+from drivers.card_reader import CardPresented
 from drivers.fascn import from_digits
-from gated.credentials import canceled_on, fascn_hash, import_canceled_card_list
+from gated.config import SecurityConfig
+from gated.credentials import (
+    canceled_on,
+    check_credential,
+    fascn_hash,
+    import_canceled_card_list,
+    register_driver,
+)
 from gated.db import make_engine, session_factory, upgrade
+from gated.domain import utcnow
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
@@ -41,6 +52,25 @@ def write_list(path: Path, rows: int, rng: random.Random) -> list[str]:
             stamp = f"{day.day:02d}{MONTHS[day.month - 1]}{day.year}"
             out.write(f"{from_digits(digits).to_hex()} {stamp}\n")
     return kept
+
+
+def _time_checks(session: Session, key: bytes, folder: Path, on_list: list[str]) -> list[float]:
+    """Wall time of check_credential (list age, driver, canceled list, access) per card."""
+    security = SecurityConfig(marsec_level=1, fascn_key_file=str(folder / "unused.key"))
+    valid = from_digits("00700001310042011555000011112001")
+    register_driver(session, valid, key=key, company_code="ACME")
+    session.commit()
+    now = utcnow()
+    cards = [from_digits(on_list[0]), valid]
+    timings = []
+    for index in range(2000):
+        card = CardPresented("1", now, cards[index % 2], date(2030, 1, 1), "match", 200,
+                             authenticated=True)
+        began = time.perf_counter()
+        check_credential(session, card, key=key, security=security, company_code="ACME", now=now)
+        timings.append((time.perf_counter() - began) * 1000)
+        session.expunge_all()
+    return sorted(timings)
 
 
 def peak_rss_mb() -> float:
@@ -101,6 +131,9 @@ def main() -> None:
                       f"{values[len(values) // 2]:.3f} ms, p99 "
                       f"{values[int(len(values) * 0.99)]:.3f} ms, max {values[-1]:.3f} ms, "
                       f"over 1 ms: {sum(v > 1 for v in values)}")
+            checks = _time_checks(session, key, folder, on_list)
+            print(f"full credential checks: {len(checks)}, mean {statistics.fmean(checks):.3f} ms,"
+                  f" p99 {checks[int(len(checks) * 0.99)]:.3f} ms, max {checks[-1]:.3f} ms")
         if url.startswith("sqlite"):
             database = Path(url.split("///", 1)[1])
             files = [database, database.with_name(database.name + "-wal")]
