@@ -58,7 +58,7 @@ class AsciiRadiationMonitor(RadiationMonitor):
                     reader, writer = await asyncio.open_connection(
                         self.config.host, self.config.port, limit=MAX_LINE
                     )
-                self._connected = True
+                self._joined()
                 await self._read_lines(reader, backoff)
             except (OSError, TimeoutError, StreamLost) as exc:
                 delay = backoff.next()
@@ -108,8 +108,9 @@ class AsciiRadiationMonitor(RadiationMonitor):
         await line.run(self._take_bytes)
 
     def _serial_health(self, health: DeviceHealth) -> None:
-        self._connected = health.up
         if health.up:
+            if not self._connected:
+                self._joined()
             self._update_health()
         else:
             self._connection_down(health.detail)
@@ -154,6 +155,13 @@ class AsciiRadiationMonitor(RadiationMonitor):
         if self.tracker.tamper:
             problems.append("tamper")
         self._set_health(not problems, "; ".join(problems))
+
+    def _joined(self) -> None:
+        """A new connection: backgrounds from before it are not trusted, so an occupancy met
+        halfway (no background on this connection yet) is judged incomplete, not clean."""
+        self._connected = True
+        self.tracker.gamma_background = None
+        self.tracker.neutron_background = None
 
     def _connection_down(self, reason: str) -> None:
         self._connected = False

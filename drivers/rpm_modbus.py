@@ -65,6 +65,7 @@ class ModbusRadiationMonitor(RadiationMonitor):
             f"rpm-{self.lane}", config.host, config.port, config.device_id, config.timeout_s
         )
         self._current: Occupancy | None = None
+        self._first_poll = True
         self._last_heartbeat: int | None = None
         self._heartbeat_changed = time.monotonic()
         self.errors = 0
@@ -87,6 +88,7 @@ class ModbusRadiationMonitor(RadiationMonitor):
             await self._connection.close()
 
     async def _poll_forever(self, backoff: Backoff) -> None:
+        self._first_poll = True
         self._last_heartbeat = None
         self._heartbeat_changed = time.monotonic()
         budget = self.config.timeout_s * 4
@@ -97,6 +99,7 @@ class ModbusRadiationMonitor(RadiationMonitor):
             except TimeoutError as exc:
                 raise ModbusError("timeout", f"poll took longer than {budget:.1f} s") from exc
             self._process(snapshot)
+            self._first_poll = False
             backoff.reset()
             await asyncio.sleep(self.config.poll_interval_s)
 
@@ -174,7 +177,8 @@ class ModbusRadiationMonitor(RadiationMonitor):
         elif not snapshot.occupied and self._current is not None:
             occupancy, self._current = self._current, None
             occupancy.occupancy_id = snapshot.occupancy_id
-            occupancy.finish(complete=True, at=utcnow(), line_no=snapshot.heartbeat)
+            complete = "joined_mid_occupancy" not in occupancy.faults
+            occupancy.finish(complete=complete, at=utcnow(), line_no=snapshot.heartbeat)
             self._set_occupied(False)
             self._emit(occupancy.to_scan(self.lane))
 
@@ -191,6 +195,9 @@ class ModbusRadiationMonitor(RadiationMonitor):
                 neutron_window=1,
             )
             self._set_occupied(True)
+            if self._first_poll:
+                # the truck was in the portal before we could see it: its start is missing
+                occupancy.add_fault("joined_mid_occupancy")
             _LOGGER.debug("lane %s: RPM occupancy started", self.lane)
         occupancy.monitor_gamma_alarm |= bool(snapshot.status & STATUS_GAMMA_ALARM)
         occupancy.monitor_neutron_alarm |= bool(snapshot.status & STATUS_NEUTRON_ALARM)

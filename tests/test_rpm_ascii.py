@@ -110,7 +110,11 @@ async def test_dropped_connection_and_silence_cut_the_occupancy(
     sim.drop_connections()
     cut = await lane.scan()
     assert not cut.complete and "connection_lost" in cut.faults and not cut.clean
-    await lane.until(lambda: lane.monitor.healthy and sim.clients == 1)
+    await lane.until(lambda: sim.clients == 1)
+    # the rest of that truck arrives on the new connection, before any background on it
+    rest = await lane.scan()
+    assert "no_gamma_background" in rest.faults and not rest.clean
+    await lane.until(lambda: lane.monitor.healthy)
 
     sim.set_silent(True)
     await lane.until(lambda: not lane.monitor.healthy)

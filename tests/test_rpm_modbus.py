@@ -182,6 +182,17 @@ async def test_bad_answers_give_a_clear_error_and_a_closed_lane(
     await lane.until(lambda: lane.monitor.healthy)
 
 
+async def test_truck_already_in_the_portal_at_connect_is_not_a_clean_scan() -> None:
+    port = free_port()
+    sim = SimulatedRpm(port=port, sample_period_s=SAMPLE_S, seed=5)
+    await sim.start()
+    sim.begin_occupancy("clean", duration_s=3.0)
+    await asyncio.sleep(0.1)
+    async with running(port, sim) as lane:
+        scan = await lane.scan()
+    assert "joined_mid_occupancy" in scan.faults and not scan.complete and not scan.clean
+
+
 async def test_monitor_absent_at_start_is_reported_down_then_up() -> None:
     port = free_port()
     sim = SimulatedRpm(port=port, sample_period_s=SAMPLE_S, seed=3)
