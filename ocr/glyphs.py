@@ -16,23 +16,25 @@ SLOT_HEIGHT = 40
 SLOT_GAP = 6
 BORDER = 16
 MIN_SLOT_WIDTH = 0.45  # of SLOT_HEIGHT
+BOLD_SHIFT = 0.33
 
 
 def _pad(blob: Blob) -> int:
     return max(2, round(0.08 * blob.h))
 
 
-def _blob_binary(gray: np.ndarray, blob: Blob) -> np.ndarray:
+def _blob_binary(gray: np.ndarray, blob: Blob, bold: bool = False) -> np.ndarray:
     pad = _pad(blob)
     return binarise(
-        gray, blob.x - pad, blob.y - pad, blob.right + pad, blob.bottom + pad, blob.polarity
+        gray, blob.x - pad, blob.y - pad, blob.right + pad, blob.bottom + pad, blob.polarity,
+        bold,
     )
 
 
-def glyph_image(gray: np.ndarray, blob: Blob) -> np.ndarray:
+def glyph_image(gray: np.ndarray, blob: Blob, bold: bool = False) -> np.ndarray:
     """One character, dark on white, SLOT_HEIGHT tall."""
     pad = _pad(blob)
-    return _to_slot(_tight(_drop_strays(_blob_binary(gray, blob), pad), pad))
+    return _to_slot(_tight(_drop_strays(_blob_binary(gray, blob, bold), pad), pad))
 
 
 def _tight(binary: np.ndarray, margin: int) -> np.ndarray:
@@ -91,14 +93,23 @@ def _to_slot(binary: np.ndarray) -> np.ndarray:
     return resized
 
 
-def binarise(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, polarity: int) -> np.ndarray:
-    """Otsu threshold of a crop, ink black (0) on white (255)."""
+def binarise(
+    gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, polarity: int, bold: bool = False
+) -> np.ndarray:
+    """Otsu threshold of a crop, ink black (0) on white (255). `bold` moves the threshold a
+    third of the way towards the background, which mends worn or thin strokes: a second
+    opinion for the engine."""
     y0, y1 = max(0, y0), min(gray.shape[0], y1)
     x0, x1 = max(0, x0), min(gray.shape[1], x1)
     crop = gray[y0:y1, x0:x1]
     if polarity == 1:
         crop = 255 - crop
-    _thr, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    threshold, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if bold:
+        background = crop[crop > threshold]
+        if background.size:
+            level = threshold + BOLD_SHIFT * (float(background.mean()) - threshold)
+            _level, binary = cv2.threshold(crop, level, 255, cv2.THRESH_BINARY)
     return binary
 
 
@@ -158,9 +169,11 @@ def _unbox(binary: np.ndarray, pad: int) -> np.ndarray | None:
     return cleaned
 
 
-def render(gray: np.ndarray, blobs: tuple[Blob, ...]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def render(
+    gray: np.ndarray, blobs: tuple[Blob, ...], bold: bool = False
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Paste the characters side by side on a white line; return it and each slot's x range."""
-    return paste([glyph_image(gray, b) for b in blobs])
+    return paste([glyph_image(gray, b, bold) for b in blobs])
 
 
 def paste(glyphs: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:

@@ -196,15 +196,42 @@ def _assign(glyphs: list[Glyph], slots: list[tuple[int, int]]) -> list[Glyph | N
 
 
 def _read_part(
-    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str
+    gray: np.ndarray,
+    blobs: tuple[Blob, ...],
+    engine: Engine,
+    whitelist: str,
+    bold: bool = False,
 ) -> list[Glyph | None]:
-    line, slots = render(gray, blobs)
+    line, slots = render(gray, blobs, bold)
     assigned = _assign(engine.read_line(line, whitelist), slots)
     for index, glyph in enumerate(assigned):
         if glyph is None:  # read that one character on its own
-            single, single_slots = render(gray, (blobs[index],))
+            single, single_slots = render(gray, (blobs[index],), bold)
             assigned[index] = _assign(engine.read_line(single, whitelist), single_slots)[0]
     return assigned
+
+
+def _two_opinions(
+    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str
+) -> list[Glyph | None]:
+    """Read the characters as binarised by Otsu and again with bolder strokes. Where the two
+    readings differ, the more confident one leads and the other becomes its alternative, so
+    that the check digit can arbitrate."""
+    plain = _read_part(gray, blobs, engine, whitelist)
+    bold = _read_part(gray, blobs, engine, whitelist, bold=True)
+    return [_merge(a, b) for a, b in zip(plain, bold, strict=True)]
+
+
+def _merge(a: Glyph | None, b: Glyph | None) -> Glyph | None:
+    if a is None or b is None:
+        return a or b
+    lead, other = (a, b) if a.confidence >= b.confidence else (b, a)
+    alternatives = dict(lead.alternatives)
+    for text, confidence in ((other.text, other.confidence), *other.alternatives):
+        if text != lead.text:
+            alternatives[text] = max(alternatives.get(text, 0.0), confidence)
+    ranked = tuple(sorted(alternatives.items(), key=lambda item: -item[1]))
+    return Glyph(lead.text, lead.confidence, lead.x0, lead.x1, ranked)
 
 
 def _with_unboxed_check_digit(
@@ -229,10 +256,10 @@ def _with_unboxed_check_digit(
 
 def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> CodeRead | None:
     """Read one 11-blob candidate; None unless it yields exactly one valid number."""
-    owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS)
+    owner = _two_opinions(gray, candidate.blobs[:4], engine, LETTERS)
     if any(g is None for g in owner):
         return None
-    serial = _read_part(gray, candidate.blobs[4:], engine, DIGITS)
+    serial = _two_opinions(gray, candidate.blobs[4:], engine, DIGITS)
     serial[-1] = _with_unboxed_check_digit(gray, candidate.blobs[4:], serial[-1], engine)
     if any(g is None for g in serial):
         return None
