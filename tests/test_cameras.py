@@ -213,3 +213,17 @@ async def test_with_a_photo_folder_the_cameras_show_real_photos(
         assert image.error is None
         # every camera served a real photo of that very container
         assert any(_same_bytes(image.path, photo) for photo in photos_of_it)
+
+
+async def test_corrupted_stream_frames_are_not_stored(
+    sim: CameraSimulator, store: ImageStore
+) -> None:
+    sim.set_fault("1", "AH", CameraFault.CORRUPT)
+    configs = sim.camera_configs("1", streams=True, timeout_s=1.0)
+    async with CameraSet("1", configs, store) as cameras:
+        images = _by_camera(await cameras.capture(uuid.uuid4()))
+    # the stream gives no decodable frame, the snapshot fallback is refused as corrupt
+    assert images["AH"].path is None
+    assert (images["AH"].error or "").startswith("corrupt JPEG")
+    assert sim.requests[("1", "AH", "stream.mjpg")] == 1
+    assert images["AS"].error is None and images["AS"].source == "stream"
