@@ -70,8 +70,8 @@ class SimulatedCardReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @staticmethod
     def frame_for(
-        self,
         card: str | Fascn,
         company: str | None = None,
         *,

@@ -175,3 +175,40 @@ async def test_company_cards_differ_and_garbage_is_unreadable(lane: Lane) -> Non
     assert not cut.readable and not damaged.readable
     await lane.sim.present("expired", "OTHER")
     assert (await lane.next_card()).fascn == scripted_fascn("expired", "OTHER")
+
+
+async def test_reader_behind_a_serial_to_ethernet_converter() -> None:
+    """pyserial's socket:// URL, as for a reader on a serial device server; a dropped
+    connection is lost once and the next connection recovers."""
+    frame = SimulatedCardReader.frame_for("valid")
+    connections: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        writer.write(frame[:10])
+        await writer.drain()
+        writer.write(frame[10:])
+        await writer.drain()
+        if len(connections) == 1:
+            writer.close()  # the converter drops the first connection
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cards: asyncio.Queue[CardPresented] = asyncio.Queue()
+    health: list[DeviceHealth] = []
+    config = CardReaderConfig(port=f"socket://127.0.0.1:{port}", backoff_cap_s=0.2)
+    reader = CardReader("5", config, cards.put_nowait, health.append)
+    task = asyncio.create_task(reader.run(), name="test card reader over tcp")
+    try:
+        first = await asyncio.wait_for(cards.get(), 10)
+        second = await asyncio.wait_for(cards.get(), 10)
+        assert first.readable and second.readable
+        assert [h.up for h in health] == [True, False, True]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
