@@ -174,6 +174,12 @@ _MARKER_NAMES = {
 
 def decode_hex(text: str) -> Fascn:
     """Decode the 200-bit form (50 hex digits); raise FascnError naming what is wrong."""
+    return from_digits(hex_to_digits(text))
+
+
+def hex_to_digits(text: str) -> str:
+    """The 32 digits of a 200-bit FASC-N, checked like `decode_hex`, without building a Fascn
+    (the canceled card list holds a million of them)."""
     text = text.strip()
     if len(text) != HEX_LENGTH:
         raise FascnError("length", f"200-bit form needs {HEX_LENGTH} hex digits, got {len(text)}")
@@ -194,8 +200,8 @@ def decode_hex(text: str) -> Fascn:
     markers = text[0] + text[5] + text[10] + text[17] + text[19] + text[21] + text[38]
     digits = text[1:5] + text[6:10] + text[11:17] + text[18] + text[20] + text[22:38]
     if markers == "BDDDDDF" and digits.isdigit():
-        return from_digits(digits)
-    return _from_values(values)
+        return digits
+    return _from_values(values).digits()
 
 
 def _from_values(values: list[int]) -> Fascn:

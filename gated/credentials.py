@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from drivers.card_reader import BIOMETRIC_MATCH, BIOMETRIC_NO_MATCH, CardPresented
-from drivers.fascn import HEX_LENGTH, Fascn, FascnError, decode
+from drivers.fascn import HEX_LENGTH, Fascn, FascnError, decode, hex_to_digits
 from gated.config import SecurityConfig
 from gated.domain import CredentialCheck, Reason, utcnow
 from gated.models import (
@@ -86,7 +86,12 @@ def load_fascn_key(path: str | Path) -> bytes:
 
 def fascn_hash(key: bytes, fascn: Fascn) -> str:
     """The keyed hash the database knows a credential by (64 hex digits)."""
-    return hmac.digest(key, fascn.digits().encode("ascii"), "sha256").hex()
+    return digits_hash(key, fascn.digits())
+
+
+def digits_hash(key: bytes, digits: str) -> str:
+    """`fascn_hash` of a FASC-N given by its 32 digits."""
+    return hmac.digest(key, digits.encode("ascii"), "sha256").hex()
 
 
 # --- the canceled card list --------------------------------------------------------------------
@@ -123,8 +128,8 @@ def parse_ccl_date(text: str) -> date:
     return date(int(text[-4:]), month, int(text[:-7]))
 
 
-def parse_ccl(lines: Iterable[str]) -> Iterator[tuple[int, Fascn | None, date | None, str]]:
-    """Yield (line number, FASC-N, cancellation date, problem) for each non-blank line.
+def parse_ccl(lines: Iterable[str]) -> Iterator[tuple[int, str | None, date | None, str]]:
+    """Yield (line number, FASC-N digits, cancellation date, problem) per non-blank line.
 
     A problem names what is wrong, never the line's content (it may hold a FASC-N).
     """
@@ -132,7 +137,9 @@ def parse_ccl(lines: Iterable[str]) -> Iterator[tuple[int, Fascn | None, date | 
         parts = line.split()
         if len(parts) == 2 and len(parts[0]) == HEX_LENGTH:
             fascn_text, date_text = parts  # the common shape, without the regular expression
+            convert: Callable[[str], str] = hex_to_digits
         else:
+            convert = _any_form_digits
             if not parts or parts[0].startswith("#"):
                 continue
             match = _CCL_LINE.match(line)
@@ -141,7 +148,7 @@ def parse_ccl(lines: Iterable[str]) -> Iterator[tuple[int, Fascn | None, date | 
                 continue
             fascn_text, date_text = match["fascn"], match["date"]
         try:
-            fascn = decode(fascn_text)
+            digits = convert(fascn_text)
         except FascnError as exc:
             yield number, None, None, f"line {number}: FASC-N: {exc}"
             continue
@@ -150,7 +157,11 @@ def parse_ccl(lines: Iterable[str]) -> Iterator[tuple[int, Fascn | None, date | 
         except ValueError as exc:
             yield number, None, None, f"line {number}: date: {exc}"
             continue
-        yield number, fascn, canceled_on, ""
+        yield number, digits, canceled_on, ""
+
+
+def _any_form_digits(text: str) -> str:
+    return decode(text).digits()
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -191,13 +202,13 @@ def import_canceled_card_list(
             for block in iter(lambda: raw.read(1 << 20), b""):
                 digest.update(block)
         with path.open(encoding="ascii", errors="replace") as lines:
-            for _number, fascn, canceled_on, problem in parse_ccl(lines):
-                if fascn is None:
+            for _number, digits, canceled_on, problem in parse_ccl(lines):
+                if digits is None:
                     report.bad_rows += 1
                     report.problems.append(problem)
                     continue
                 report.rows += 1
-                hashed = fascn_hash(key, fascn)
+                hashed = digits_hash(key, digits)
                 batch[hashed] = {"fascn_hash": hashed, "canceled_on": canceled_on}
                 if len(batch) >= IMPORT_BATCH:
                     _upsert(session, [batch[h] for h in sorted(batch)])
