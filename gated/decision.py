@@ -57,6 +57,7 @@ class Evidence:
     containers: tuple[FusedContainer, ...] = ()
     unreadable_container_seen: bool = False  # a code region found but not read with confidence
     images_captured: int = 0
+    images_pending: bool = False  # pictures taken but not read before the deadline
     truck: TruckFact | None = None
     scan: RadiationScan | None = None
     rpm_problem: str | None = None  # why the monitor cannot be trusted right now
@@ -168,7 +169,9 @@ def _containers(
         trouble.append(
             Reason("container_unreadable", "container number could not be read with confidence")
         )
-    if evidence.images_captured == 0:
+    if evidence.images_pending:
+        trouble.append(Reason("ocr_late", "camera images were not read in time"))
+    elif evidence.images_captured == 0:
         trouble.append(Reason("no_images", "no camera image of this truck"))
 
     for container in readable:
@@ -214,6 +217,8 @@ def _containers(
         and truck is not None
         and (a.truck_epc == truck.epc or (a.company_code and a.company_code == truck.company_code))
     ]
+    if evidence.images_pending:
+        return
     if evidence.images_captured and not pickups:
         trouble.append(
             Reason("no_container_no_pickup", "no container on the truck and no pick-up appointment")

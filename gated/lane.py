@@ -136,6 +136,30 @@ class LaneRunner:
     def on_weight(self, weight: WeightReading) -> None:
         self._inbox.put_nowait(("weight", weight))
 
+    async def direct_to_inspection(self, tx_id: int) -> None:
+        """A clerk sent the waiting truck to secondary inspection (recorded by the kiosk)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(("inspect", (tx_id, future)))
+        await future
+
+    async def rerun_ocr(self, tx_id: int) -> None:
+        """Read the transaction's stored images again; the new reads replace the old ones."""
+        tx = self.store.load(tx_id)
+        if self.ocr is None:
+            raise RuntimeError(f"lane {self.lane}: no OCR configured")
+        ocr = self.ocr
+        loop = asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(self._ocr_executor, ocr.read, read.image_path, read.camera)
+            for read in tx.reads
+        ]
+        reads = list(await asyncio.gather(*jobs))
+        fused = ocr.fuse(reads)
+        self.store.add_reads(tx_id, reads, fused, replace=True)
+        visit = self.visit
+        if visit is not None and visit.tx_id == tx_id:
+            visit.reads, visit.fused = reads, fused
+
     def release(self, tx_id: int, future: asyncio.Future[None]) -> None:
         """A clerk approved the waiting transaction: open the barrier (safety permitting)."""
         self._inbox.put_nowait(("release", (tx_id, future)))
@@ -211,6 +235,7 @@ class LaneRunner:
             "weight": self._on_weight,
             "images": self._on_images,
             "release": self._on_release,
+            "inspect": self._on_inspect,
             "tick": None,
         }.get(kind)
         if handler is None:
@@ -337,8 +362,9 @@ class LaneRunner:
 
     async def _on_weight(self, weight: WeightReading) -> None:
         visit = self.visit
-        if not weight.stable:
-            return
+        scale = self.config.scale
+        if not weight.stable or (scale is not None and weight.gross_kg < scale.min_gross_kg):
+            return  # moving, or an empty scale: not a truck's weight
         if visit is None or visit.state is not TransactionState.IDENTIFYING:
             self.store.record_unmatched(self.lane, "weight", {"gross_kg": weight.gross_kg})
             return
@@ -425,6 +451,7 @@ class LaneRunner:
             containers=tuple(visit.fused),
             unreadable_container_seen=unreadable_seen,
             images_captured=visit.images_captured,
+            images_pending=not visit.images_done,
             truck=truck,
             scan=visit.scan,
             rpm_problem=rpm_problem,
@@ -496,6 +523,17 @@ class LaneRunner:
             if not future.done():
                 future.set_exception(exc)
             return
+        if not future.done():
+            future.set_result(None)
+
+    async def _on_inspect(self, value: tuple[int, asyncio.Future[None]]) -> None:
+        tx_id, future = value
+        visit = self.visit
+        if visit is not None and visit.tx_id == tx_id:
+            visit.state = TransactionState.INSPECTION
+        if self.devices.barrier is not None:
+            await self._safely(self.devices.barrier.set_light("red"), "set light red")
+        await self._print(tx_id, "SECONDARY INSPECTION", inspection_lines)
         if not future.done():
             future.set_result(None)
 

@@ -121,10 +121,18 @@ class TransactionStore:
             return tx.id, tx.uuid
 
     def add_reads(
-        self, tx_id: int, reads: Sequence[ContainerRead], fused: Sequence[FusedContainer]
+        self,
+        tx_id: int,
+        reads: Sequence[ContainerRead],
+        fused: Sequence[FusedContainer],
+        replace: bool = False,
     ) -> None:
+        """Store a visit's image reads and the fused numbers; `replace` drops earlier reads."""
         with self._sessions.begin() as session:
             tx = session.get_one(models.GateTransaction, tx_id)
+            if replace:
+                tx.reads.clear()
+                session.flush()
             for read in reads:
                 session.add(
                     models.ContainerReadRow(

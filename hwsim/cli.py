@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 # Each subcommand lives in hwsim/commands/<module>.py with `register(subparsers)`, which adds
 # its parser and sets `func` (a callable taking the parsed arguments, returning an exit code).
-COMMAND_MODULES: tuple[str, ...] = ("llrp", "rpm", "plc")
+COMMAND_MODULES: tuple[str, ...] = ("llrp", "run", "rpm", "plc")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,14 @@ def test_help_lists_subcommands() -> None:
 
 def test_run_stops_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "site.yaml"
-    text = EXAMPLE.read_text().replace("sqlite:///var/gated.db", f"sqlite:///{tmp_path}/g.db")
+    from tests.servers import free_port
+
+    text = (
+        EXAMPLE.read_text()
+        .replace("sqlite:///var/gated.db", f"sqlite:///{tmp_path}/g.db")
+        .replace("port: 8080", f"port: {free_port()}")
+        .replace("port: 18830", f"port: {free_port()}")
+    )
     config.write_text(text)
     process = subprocess.Popen(
         [sys.executable, "-m", "gated.cli", "run", "--config", str(config)],

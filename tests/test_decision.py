@@ -136,3 +136,8 @@ def test_weight_rules_only_with_a_scale() -> None:
 
 def test_plc_problem_blocks_proceed() -> None:
     assert "plc_unavailable" in codes(clean(plc_problem="connection lost"))
+
+
+def test_images_not_read_in_time_is_its_own_reason() -> None:
+    late = clean(containers=(), images_pending=True)
+    assert codes(late) == {"ocr_late"}
