@@ -137,6 +137,16 @@ class CameraSet:
     async def _capture_one(
         self, camera: CameraConfig, transaction: str, at: datetime
     ) -> CapturedImage:
+        try:
+            return await self._capture_or_fail(camera, transaction, at)
+        except Exception as exc:
+            # a bug here must cost this camera's picture, not the lane's transaction
+            _LOGGER.exception("lane %s: camera %s: capture failed", self.lane, camera.name)
+            return CapturedImage(camera=camera.name, path=None, error=f"internal error: {exc!r}")
+
+    async def _capture_or_fail(
+        self, camera: CameraConfig, transaction: str, at: datetime
+    ) -> CapturedImage:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         source = "snapshot"

@@ -83,7 +83,11 @@ class ImageStore:
         if not jpeg:
             self.save_errors += 1
             raise ValueError(f"lane {lane}: camera {camera}: empty image not stored")
-        path = self.path_for(lane, transaction_uuid, camera, at or utcnow())
+        try:
+            path = self.path_for(lane, transaction_uuid, camera, at or utcnow())
+        except ValueError:
+            self.save_errors += 1
+            raise
         partial = path.with_name(path.name + ".part")
         for attempt in (1, 2):
             try:

@@ -227,3 +227,17 @@ async def test_corrupted_stream_frames_are_not_stored(
     assert (images["AH"].error or "").startswith("corrupt JPEG")
     assert sim.requests[("1", "AH", "stream.mjpg")] == 1
     assert images["AS"].error is None and images["AS"].source == "stream"
+
+
+async def test_an_unexpected_failure_costs_the_picture_not_the_capture(
+    sim: CameraSimulator, tmp_path: Path
+) -> None:
+    class BrokenStore(ImageStore):
+        def save(self, *args: object, **kwargs: object) -> Path:
+            raise RuntimeError("disk gremlin")
+
+    broken = BrokenStore(ImageStoreConfig(directory=str(tmp_path / "broken")))
+    async with CameraSet("1", sim.camera_configs("1"), broken) as cameras:
+        images = await cameras.capture(uuid.uuid4())
+    assert [image.path for image in images] == [None, None]
+    assert all("disk gremlin" in (image.error or "") for image in images)

@@ -42,6 +42,7 @@ def test_names_cannot_escape_the_store(tmp_path: Path) -> None:
     assert path.resolve().is_relative_to((tmp_path / "images").resolve())
     with pytest.raises(ValueError):
         store.save("1", "not-a-uuid", "AH", b"\xff\xd8", at=NOW)
+    assert store.save_errors == 1
 
 
 def test_empty_image_is_refused_and_counted(tmp_path: Path) -> None:
