@@ -66,9 +66,9 @@ THRESHOLDS = ((41, 12, False), (41, 12, True), (81, 16, False))
 SEARCH_HEIGHT = 720
 
 
-def find_blobs(gray: np.ndarray) -> list[Blob]:
+def find_blobs(gray: np.ndarray, search_height: int = SEARCH_HEIGHT) -> list[Blob]:
     """Character-sized components at both polarities, in the image's pixels."""
-    factor = max(1.0, gray.shape[0] / SEARCH_HEIGHT)
+    factor = max(1.0, gray.shape[0] / search_height)
     if factor > 1.0:
         size = (round(gray.shape[1] / factor), round(gray.shape[0] / factor))
         small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
@@ -211,7 +211,9 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
     return groups
 
 
-def find_groups(gray: np.ndarray) -> tuple[list[Group], list[Group]]:
+def find_groups(
+    gray: np.ndarray, search_height: int = SEARCH_HEIGHT
+) -> tuple[list[Group], list[Group]]:
     """Lines and columns of character-sized blobs."""
-    blobs = _drop_frames(find_blobs(gray))
+    blobs = _drop_frames(find_blobs(gray, search_height))
     return _chains(blobs, "h"), _chains(blobs, "v")

@@ -29,6 +29,9 @@ MAX_CANDIDATES = 12
 REPAIR_PENALTY = 0.9
 DISAGREEMENT_PENALTY = 0.8
 DEFAULT_MIN_CONFIDENCE = 0.6
+# Blob search resolutions (frame height), tried in turn until a read is accepted: the reduced
+# one is fast, the full one finds what the reduction merged or lost.
+SEARCH_HEIGHTS = (720, 1080)
 # Alternatives weaker than this are noise from the engine, not real doubts.
 MIN_ALTERNATIVE = 0.1
 # A check digit blob this much wider than the serial's digits is taken for a frame.
@@ -115,10 +118,15 @@ def _read_gray(
     started: float,
     min_confidence: float,
 ) -> ContainerRead:
-    lines, columns = find_groups(gray)
-    candidates = assemble(lines, columns)[:MAX_CANDIDATES]
-    reads = [r for r in (read_candidate(gray, c, engine) for c in candidates) if r is not None]
-    best = choose(reads)
+    reads: list[CodeRead] = []
+    best = None
+    for search_height in SEARCH_HEIGHTS:
+        lines, columns = find_groups(gray, search_height)
+        candidates = assemble(lines, columns)[:MAX_CANDIDATES]
+        reads.extend(r for r in (read_candidate(gray, c, engine) for c in candidates) if r)
+        best = choose(reads)
+        if best is not None and best.confidence >= min_confidence:
+            break
     if best is None:
         return _result(name, camera, started)
     accepted = best.confidence >= min_confidence
@@ -327,8 +335,10 @@ def choose(reads: list[CodeRead]) -> CodeRead | None:
 
 
 def _overlap(a: CodeRead, b: CodeRead) -> bool:
-    ids = {(x.x, x.y) for x in a.candidate.blobs}
-    return any((x.x, x.y) in ids for x in b.candidate.blobs)
+    """True when two reads come from overlapping parts of the image."""
+    ax, ay, aw, ah = _region(a.candidate.blobs)
+    bx, by, bw, bh = _region(b.candidate.blobs)
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
 # --- size/type code ------------------------------------------------------------------------
