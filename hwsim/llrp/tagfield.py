@@ -124,15 +124,16 @@ class TagField:
         wanted = None if antennas is None else set(antennas)
         found: list[FieldRead] = []
         with self._lock:
-            self._presences = [p for p in self._presences if p.end is None or now < p.end + 1]
             for presence in self._presences:
                 if wanted is not None and presence.antenna not in wanted:
                     continue
-                if not presence.active(now):
+                if now < presence.start:
                     continue
+                # reads up to now, or up to the moment the tag left since the last call
+                until = now if presence.end is None else min(now, presence.end)
                 since = presence.start if presence.last is None else presence.last
-                presence.last = now
-                presence.credit += presence.rate * max(0.0, now - since)
+                presence.last = until
+                presence.credit += presence.rate * max(0.0, until - since)
                 count = int(presence.credit)
                 presence.credit -= count
                 for _ in range(count):
@@ -140,4 +141,14 @@ class TagField:
                     found.append(
                         FieldRead(presence.epc, presence.antenna, round(presence.rssi + jitter))
                     )
+            self._presences = [p for p in self._presences if not _finished(p, now)]
         return found
+
+
+def _finished(presence: Presence, now: float) -> bool:
+    """Gone and fully read; a presence on an antenna nobody inventories expires a minute after."""
+    if presence.end is None:
+        return False
+    if presence.last is not None:
+        return presence.last >= presence.end
+    return now > presence.end + 60.0
