@@ -41,6 +41,9 @@ _KIND = re.compile(r"^[A-Z]{1,3}[0-9]?$")
 _TIMESTAMP = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$"
 )
+_US_TIMESTAMP = re.compile(
+    r"^(\d{1,2})/(\d{1,2})/(\d{4})[ T](\d{1,2}):(\d{2}):(\d{2})(\.\d+)?\s*([AP]M)?$", re.I
+)
 MAX_COUNT = 10_000_000  # counts per sample; anything above is a corrupt line, not radiation
 
 
@@ -75,10 +78,26 @@ class RpmLine:
         return values
 
 
+def _parse_us_timestamp(text: str) -> datetime | None:
+    """`05/31/2016 09:32:20.158 PM`: local time without a zone, taken as UTC (only the
+    differences between lines matter for pacing and durations)."""
+    match = _US_TIMESTAMP.match(text)
+    if match is None:
+        return None
+    month, day, year, hour, minute, second, fraction, half = match.groups()
+    hour_24 = int(hour) % 12 + (12 if (half or "").upper() == "PM" else 0) if half else int(hour)
+    try:
+        at = datetime(int(year), int(month), int(day), hour_24, int(minute), int(second),
+                      round(float(fraction or 0) * 1_000_000), tzinfo=UTC)
+    except ValueError:
+        return None
+    return at
+
+
 def _parse_timestamp(text: str) -> datetime | None:
     match = _TIMESTAMP.match(text.strip())
     if match is None:
-        return None
+        return _parse_us_timestamp(text.strip())
     date, clock, fraction, offset = match.groups()
     at = datetime.fromisoformat(f"{date}T{clock}{(fraction or '')[:7]}")
     if offset in (None, "Z"):
@@ -107,7 +126,8 @@ def parse_line(text: str, line_no: int = 0) -> RpmLine | None:
         raise RpmLineError(f"line {line_no}: not a record: {text[:40]!r}")
     values = fields[1:]
     at = _parse_timestamp(values[-1]) if values else None
-    if at is not None:
+    if at is not None or (values and ":" in values[-1]):
+        # a timestamp; one in a format not known here is dropped rather than read as a count
         values = values[:-1]
     return RpmLine(kind=kind, values=tuple(values), at=at, line_no=line_no)
 

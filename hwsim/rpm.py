@@ -138,7 +138,7 @@ class PortalPhysics:
 
 def read_recording(path: str | Path) -> list[str]:
     """A recording is at most a day of lines (a few MB): read it whole before pacing it."""
-    return Path(path).read_text(encoding="ascii", errors="replace").splitlines()
+    return Path(path).read_text(encoding="utf-8-sig", errors="replace").splitlines()
 
 
 def _pause_before(kind: str) -> float:

@@ -164,3 +164,20 @@ def test_cli_analyze_json(rpm_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_cli_analyze_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rpm", "analyze", str(tmp_path / "none.csv")]) == 2
     assert "cannot analyze" in capsys.readouterr().err
+
+
+def test_other_timestamp_formats_and_a_byte_order_mark(rpm_dir: Path, tmp_path: Path) -> None:
+    lines = (rpm_dir / "S2-C0-NONE.csv").read_text(encoding="ascii").splitlines()[:600]
+    us = [TIMESTAMP.sub(",05/31/2016 09:32:20.158 AM", line) for line in lines]
+    odd = [TIMESTAMP.sub(",day 151 09:32:20", line) for line in lines]
+    (tmp_path / "us.csv").write_text("\ufeff" + "\r\n".join(us) + "\r\n", encoding="utf-8")
+    (tmp_path / "odd.csv").write_text("\n".join(odd) + "\n")
+
+    expected, _ = analyze_lines(rpm_dir / "S2-C0-NONE.csv", sigma=6.0)
+    for name in ("us.csv", "odd.csv"):
+        found, tracker = analyze_lines(tmp_path / name, sigma=6.0)
+        assert tracker.bad_lines == 0, tracker.last_error
+        assert found[0].occupancy_id == 17 and found[0].complete and not found[0].alarm
+        assert found[0].peak_gamma_sigma == expected[0].peak_gamma_sigma
+    us_found, _ = analyze_lines(tmp_path / "us.csv", sigma=6.0)
+    assert us_found[0].started_at is not None and us_found[0].started_at.hour == 9

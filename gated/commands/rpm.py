@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def analyze_lines(path: Path, sigma: float) -> tuple[list[Occupancy], OccupancyT
     """Every occupancy of an ASCII recording, including one cut short by the end of the file."""
     tracker = OccupancyTracker(sigma)
     found = []
-    with path.open("r", encoding="ascii", errors="replace", newline=None) as handle:
+    with path.open("r", encoding="utf-8-sig", errors="replace", newline=None) as handle:
         line_no = 0
         for line_no, text in enumerate(handle, start=1):
             occupancy = tracker.feed_text(text, line_no)
@@ -98,11 +99,18 @@ def run_analyze(args: argparse.Namespace) -> int:
     except (OSError, n42.N42Error) as exc:
         print(f"cannot analyze {path}: {exc}", file=sys.stderr)
         return 2
-    for occupancy in found:
-        if args.json:
-            print(json.dumps(occupancy.to_json()))
-        else:
-            _print_human(occupancy)
+    try:
+        for occupancy in found:
+            if args.json:
+                print(json.dumps(occupancy.to_json()))
+            else:
+                _print_human(occupancy)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (head, less) stopped early: not an error of the analysis; point stdout
+        # at /dev/null so the interpreter's final flush does not complain again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     alarms = sum(o.alarm for o in found)
     print(f"{summary}; {alarms} alarmed at n={args.sigma:g}", file=sys.stderr)
     return 0
