@@ -44,6 +44,7 @@ class PlcState:
     entry_loop: bool = False
     exit_loop: bool = False
     photo_eye: bool = False
+    container_present: bool | None = None  # None: no presence sensor fitted
     barrier_status: int = 0
     barrier_position: int = 0
     healthy: bool = False
@@ -214,8 +215,10 @@ class GatePlc:
     async def _read(self) -> tuple[dict[int, bool], dict[int, int]]:
         regs = self.config.registers
         inputs: dict[int, bool] = {}
-        for address, count in read_plan([(regs.entry_loop, 1), (regs.exit_loop, 1),
-                                         (regs.photo_eye, 1)]):
+        wanted = [(regs.entry_loop, 1), (regs.exit_loop, 1), (regs.photo_eye, 1)]
+        if regs.container_present is not None:
+            wanted.append((regs.container_present, 1))
+        for address, count in read_plan(wanted):
             bits = await self._connection.read_discrete_inputs(address, count)
             inputs.update(zip(range(address, address + count), bits, strict=True))
         registers: dict[int, int] = {}
@@ -239,12 +242,15 @@ class GatePlc:
             entry_loop=inputs[regs.entry_loop],
             exit_loop=inputs[regs.exit_loop],
             photo_eye=inputs[regs.photo_eye],
+            container_present=(
+                None if regs.container_present is None else inputs[regs.container_present]
+            ),
             barrier_status=registers[regs.barrier_status],
             barrier_position=registers[regs.barrier_position],
             healthy=self._state.healthy,
         )
         old, self._state = self._state, new
-        for name in ("entry_loop", "exit_loop", "photo_eye", "barrier"):
+        for name in ("entry_loop", "exit_loop", "photo_eye", "container_present", "barrier"):
             if getattr(old, name) != getattr(new, name):
                 self._changed(name, getattr(new, name))
 

@@ -151,6 +151,11 @@ class PlcRegisterMap(Strict):
     entry_loop: Address = Field(default=0, description="Discrete input: entry loop occupied.")
     exit_loop: Address = Field(default=1, description="Discrete input: exit loop occupied.")
     photo_eye: Address = Field(default=2, description="Discrete input: photo-eye beam blocked.")
+    container_present: Address | None = Field(
+        default=3,
+        description="Discrete input: light curtain at container height sees a container on the "
+        "chassis (tells an unreadable container from an empty chassis); null if none fitted.",
+    )
     barrier_status: Address = Field(
         default=100,
         description="Holding register: 16 open, 17 closed, 32 opening, 33 closing, other fault.",

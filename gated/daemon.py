@@ -147,7 +147,9 @@ class Daemon:
 
         def plc_changed(_change: Any) -> None:
             state = plc.state
-            runner_box[0].on_plc(PlcInputs(state.entry_loop, state.exit_loop, state.photo_eye))
+            runner_box[0].on_plc(PlcInputs(
+                state.entry_loop, state.exit_loop, state.photo_eye, state.container_present
+            ))
 
         def occupancy(occupied: bool) -> None:
             if occupied:

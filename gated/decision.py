@@ -56,6 +56,7 @@ class Evidence:
     at: datetime
     containers: tuple[FusedContainer, ...] = ()
     unreadable_container_seen: bool = False  # a code region found but not read with confidence
+    container_sensed: bool | None = None  # the lane's presence sensor; None: no sensor
     images_captured: int = 0
     images_pending: bool = False  # pictures taken but not read before the deadline
     truck: TruckFact | None = None
@@ -206,7 +207,24 @@ def _containers(
                 )
             )
 
-    if evidence.containers or evidence.unreadable_container_seen:
+    if evidence.containers and evidence.container_sensed is False:
+        trouble.append(
+            Reason("container_not_sensed",
+                   "a number was read but the presence sensor saw no container on this truck")
+        )
+    if evidence.containers or evidence.unreadable_container_seen or evidence.images_pending:
+        return
+    if evidence.container_sensed:
+        trouble.append(
+            Reason("container_unreadable", "a container is on the truck but its number "
+                   "could not be read")
+        )
+        return
+    if evidence.container_sensed is None:
+        trouble.append(
+            Reason("container_unknown", "no number read and no presence sensor to tell an "
+                   "empty chassis from an unreadable container")
+        )
         return
     # Bobtail or empty chassis: the truck must be expected to collect a container.
     truck = evidence.truck
@@ -215,10 +233,12 @@ def _containers(
         for a in evidence.appointments
         if a.direction != evidence.lane_direction
         and truck is not None
-        and (a.truck_epc == truck.epc or (a.company_code and a.company_code == truck.company_code))
+        and (
+            a.truck_epc == truck.epc
+            if a.truck_epc
+            else bool(a.company_code) and a.company_code == truck.company_code
+        )
     ]
-    if evidence.images_pending:
-        return
     if evidence.images_captured and not pickups:
         trouble.append(
             Reason("no_container_no_pickup", "no container on the truck and no pick-up appointment")

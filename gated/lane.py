@@ -73,6 +73,7 @@ class Visit:
     weight: WeightReading | None = None
     last_input_mono: float = 0.0
     exit_seen: bool = False
+    container_sensed: bool | None = None  # None until a presence sensor reports
 
 
 @dataclass(frozen=True)
@@ -274,9 +275,11 @@ class LaneRunner:
         visit = self.visit
         if inputs.entry_loop and not previous.entry_loop and visit is None:
             await self._open_visit("entry loop")
-            return
+            visit = self.visit
         if visit is None:
             return
+        if visit.state is TransactionState.IDENTIFYING and inputs.container_present is not None:
+            visit.container_sensed = bool(visit.container_sensed) or inputs.container_present
         if visit.state is TransactionState.LEAVING:
             if inputs.exit_loop:
                 visit.exit_seen = True
@@ -450,6 +453,7 @@ class LaneRunner:
             at=utcnow(),
             containers=tuple(visit.fused),
             unreadable_container_seen=unreadable_seen,
+            container_sensed=visit.container_sensed,
             images_captured=visit.images_captured,
             images_pending=not visit.images_done,
             truck=truck,

@@ -20,6 +20,7 @@ class PlcInputs:
     entry_loop: bool
     exit_loop: bool
     photo_eye: bool
+    container_present: bool | None = None  # None: no presence sensor at this lane
 
 
 class BarrierPort(Protocol):

@@ -47,6 +47,7 @@ class SimulatedPlc(SimulatedModbusDevice):
         self.entry_loop = False
         self.exit_loop = False
         self.photo_eye = False  # True: beam blocked
+        self.container_present = False  # the light curtain at container height is broken
         self.position = 0.0  # % open
         self.status = BarrierStatus.CLOSED.value
         self.light: str | None = None
@@ -64,6 +65,9 @@ class SimulatedPlc(SimulatedModbusDevice):
 
     def set_exit_loop(self, occupied: bool) -> None:
         self.exit_loop = occupied
+
+    def set_container_present(self, present: bool) -> None:
+        self.container_present = present
 
     def set_photo_eye(self, blocked: bool) -> None:
         self.photo_eye = blocked
@@ -98,7 +102,8 @@ class SimulatedPlc(SimulatedModbusDevice):
         regs = self.registers
         coils = max(regs.open_coil, regs.close_coil, regs.stop_coil, regs.red_light_coil,
                     regs.green_light_coil) + 1
-        inputs = max(regs.entry_loop, regs.exit_loop, regs.photo_eye) + 1
+        inputs = max(regs.entry_loop, regs.exit_loop, regs.photo_eye,
+                     regs.container_present or 0) + 1
         first = min(regs.barrier_status, regs.barrier_position, regs.heartbeat)
         last = max(regs.barrier_status, regs.barrier_position, regs.heartbeat)
         return (
@@ -118,6 +123,10 @@ class SimulatedPlc(SimulatedModbusDevice):
         await self.write(FC_DISCRETE_INPUTS, regs.entry_loop, [self.entry_loop])
         await self.write(FC_DISCRETE_INPUTS, regs.exit_loop, [self.exit_loop])
         await self.write(FC_DISCRETE_INPUTS, regs.photo_eye, [self.photo_eye])
+        if regs.container_present is not None:
+            await self.write(
+                FC_DISCRETE_INPUTS, regs.container_present, [self.container_present]
+            )
         status = BARRIER_FAULT if self.barrier_fault else self.status
         await self.write(FC_HOLDING_REGISTERS, regs.barrier_status, [status])
         position = 250 if self.bad_values else round(self.position)

@@ -178,6 +178,7 @@ class World:
         await self._sleep(TO_PEDESTAL_S)
 
         if rig.plc is not None:
+            rig.plc.set_container_present(bool(truck.containers))
             rig.plc.set_entry_loop(True)
         if rig.scale is not None:
             rig.scale.drive_on(truck.gross_kg)
@@ -193,6 +194,8 @@ class World:
                          truck.lane)
             if rig.plc is not None:
                 rig.plc.set_entry_loop(False)
+        if rig.plc is not None:
+            rig.plc.set_container_present(False)
         if rig.scale is not None:
             rig.scale.drive_off()
         if self.cameras is not None:

@@ -111,8 +111,22 @@ def test_two_twenties_need_two_appointments() -> None:
 
 def test_bobtail_needs_a_pickup() -> None:
     pickup = appointment("MSCU1234565", direction="out")
-    assert decide(clean(containers=(), appointments=(pickup,))).decision is Decision.PROCEED
-    assert "no_container_no_pickup" in codes(clean(containers=(), appointments=()))
+    empty = clean(containers=(), appointments=(pickup,), container_sensed=False)
+    assert decide(empty).decision is Decision.PROCEED
+    nothing = clean(containers=(), appointments=(), container_sensed=False)
+    assert "no_container_no_pickup" in codes(nothing)
+    other_truck = appointment(None, direction="out", truck_epc="E-OTHER")
+    assert "no_container_no_pickup" in codes(replace(nothing, appointments=(other_truck,)))
+
+
+def test_presence_sensor_tells_unreadable_from_empty() -> None:
+    pickup = appointment("MSCU1234565", direction="out")
+    painted_over = clean(containers=(), appointments=(pickup,), container_sensed=True)
+    assert codes(painted_over) == {"container_unreadable"}
+    no_sensor = clean(containers=(), appointments=(pickup,), container_sensed=None)
+    assert codes(no_sensor) == {"container_unknown"}
+    ghost = clean(container_sensed=False)
+    assert codes(ghost) == {"container_not_sensed"}
 
 
 def test_truck_tag_rules() -> None:
