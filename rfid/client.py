@@ -195,11 +195,16 @@ class SupervisedClient(LLRPReaderClient):  # type: ignore[misc]
             self._on_message(message)
         if msg_type == RO_ACCESS_REPORT:
             # sllurp's state machine does nothing with a report but hand it to the callbacks
-            tags = message.msgdict["RO_ACCESS_REPORT"]["TagReportData"]
+            tags = message.msgdict["RO_ACCESS_REPORT"].get("TagReportData") or []
             for callback in self._tag_report_callbacks:
                 callback(self, tags)
             return True
-        if self._is_refusal(message):
+        try:
+            refused = self._is_refusal(message)
+        except (AttributeError, KeyError, TypeError) as exc:  # a notification of odd shape
+            self._end(f"malformed READER_EVENT_NOTIFICATION: {exc}")
+            return False
+        if refused:
             return False
         self._on_llrp_message_received(message)
         if self._offline:
@@ -228,7 +233,7 @@ class SupervisedClient(LLRPReaderClient):  # type: ignore[misc]
         if message.getName() != "READER_EVENT_NOTIFICATION":
             return False
         data = message.msgdict["READER_EVENT_NOTIFICATION"].get("ReaderEventNotificationData", {})
-        attempt = data.get("ConnectionAttemptEvent")
+        attempt = data.get("ConnectionAttemptEvent") if isinstance(data, dict) else None
         if not attempt or attempt.get("Status") == "Success":
             return False
         self.refused = True
