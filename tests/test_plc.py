@@ -11,7 +11,7 @@ import pytest
 
 from drivers.plc import GatePlc, PlcChange, PlcError
 from drivers.rpm import open_monitor
-from gated.config import PlcConfig, RpmConfig
+from gated.config import PlcConfig, PlcRegisterMap, RpmConfig
 from gated.domain import DeviceHealth
 from gated.ports import BarrierPort, MonitorPort
 from hwsim.plc import SimulatedPlc
@@ -177,3 +177,31 @@ def test_drivers_fit_the_lane_ports() -> None:
         "1", RpmConfig(transport="modbus", host="127.0.0.1", port=1), sigma=6.0
     )
     assert plc.problem == monitor.problem == "not connected yet"
+
+
+async def test_container_presence_sensor_when_fitted() -> None:
+    registers = PlcRegisterMap(container_present=3)
+    port = free_port()
+    sim = SimulatedPlc(port=port, scan_s=0.01, registers=registers)
+    await sim.start()
+    config = PlcConfig(host="127.0.0.1", port=port, poll_interval_s=0.01, registers=registers)
+    plc = GatePlc("1", config)
+    task = asyncio.create_task(plc.run(), name="test plc presence")
+    try:
+        lane = Lane(plc, sim)
+        await lane.until(lambda: plc.healthy)
+        assert plc.state.container_present is False
+        while not plc.changes.empty():  # the first poll's state is not a change
+            plc.changes.get_nowait()
+        sim.set_container_present(True)
+        assert (await lane.change("container_present")).value is True
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sim.stop()
+    # without the sensor in the map the state says "unknown", never "no container"
+    unfitted = PlcConfig(
+        host="127.0.0.1", port=1, registers=PlcRegisterMap(container_present=None)
+    )
+    assert GatePlc("1", unfitted).state.container_present is None
