@@ -98,7 +98,7 @@ class TagReportNormaliser:
         try:
             epc = _epc_bytes(tag)
             antenna = int(tag.get("AntennaID", self.default_antenna))
-        except (BadTagReport, TypeError, ValueError) as exc:
+        except (BadTagReport, AttributeError, TypeError, ValueError) as exc:
             self._count_bad(exc)
             return None
         if not self.dedupe.admit((epc, antenna), monotonic):

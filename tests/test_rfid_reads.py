@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -88,9 +89,10 @@ def test_long_epc_and_missing_antenna() -> None:
         {"EPC": b"zz11"},
         {"EPC": 12},
         {"EPC": b"ab", "AntennaID": "x"},
+        ["not", "a", "dict"],
     ],
 )
-def test_bad_reports_are_counted_not_raised(bad: dict[str, object]) -> None:
+def test_bad_reports_are_counted_not_raised(bad: Any) -> None:
     normaliser = TagReportNormaliser("portal-1", dedupe_window_s=0.0)
     assert normaliser.normalise(bad, NOW, monotonic=1.0) is None
     assert normaliser.stats.bad_reports == 1
