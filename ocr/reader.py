@@ -167,24 +167,24 @@ def _windows(blobs: tuple[Blob, ...], layout: str) -> list[Candidate]:
 
 
 def _multiline(lines: list[Group]) -> list[Candidate]:
-    """Owner code on one line, serial and check digit on the line below, left-aligned."""
+    """Owner code on one line, serial and check digit on the line below, left-aligned. Either
+    line may carry a stray blob (a lock rod, a mark) beside the characters."""
     out = []
-    owners = [g for g in lines if len(g.blobs) == 4]
-    serials = [g for g in lines if len(g.blobs) >= 7]
-    for owner in owners:
-        first = owner.blobs[0]
-        bottom = max(b.bottom for b in owner.blobs)
-        for serial in serials:
-            lead = serial.blobs[0]
-            height = max(owner.height, serial.height)
-            drop = lead.y - bottom
-            if not -0.1 * height <= drop <= 1.6 * height:
-                continue
-            if abs(lead.x - first.x) > 1.2 * height:
-                continue
-            blobs = owner.blobs + serial.blobs[:7]
-            if _consistent(blobs):
-                out.append(Candidate(blobs, "horizontal_multiline"))
+    for owner_line in (g for g in lines if 4 <= len(g.blobs) <= 6):
+        for start in range(len(owner_line.blobs) - 3):
+            owner = owner_line.blobs[start : start + 4]
+            bottom = max(b.bottom for b in owner)
+            for serial_line in (g for g in lines if len(g.blobs) >= 7):
+                height = max(owner_line.height, serial_line.height)
+                for index, lead in enumerate(serial_line.blobs[:-6]):
+                    drop = lead.y - bottom
+                    if not -0.1 * height <= drop <= 1.6 * height:
+                        continue
+                    if abs(lead.x - owner[0].x) > 1.2 * height:
+                        continue
+                    blobs = owner + serial_line.blobs[index : index + 7]
+                    if _consistent(blobs):
+                        out.append(Candidate(blobs, "horizontal_multiline"))
     return out
 
 
