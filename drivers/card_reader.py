@@ -12,6 +12,9 @@ F may be absent; an absent A or B counts as "not verified".
 Bytes outside a frame are line noise and ignored (counted). A frame that fails its block check,
 is cut short, stalls longer than the verification time, or holds an undecodable FASC-N becomes
 an "unreadable" presentation, and the reader carries on with the next frame.
+
+Known shortcoming: this frame format is the product's own; a reader that speaks only OSDP or
+Wiegand needs an adapter in front of it. An OSDP driver here would remove the adapter.
 """
 
 from __future__ import annotations

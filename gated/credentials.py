@@ -3,6 +3,10 @@
 Privacy: the FASC-N lives only in memory. The database keeps its keyed hash (HMAC-SHA256 with
 the site key from `security.fascn_key_file`) and the last four digits of the credential number;
 logs, events and the kiosk get no more than that.
+
+Known shortcoming: card authentication is the reader's verdict (`CardPresented.authenticated`);
+the daemon does not verify the CHUID signature itself, which needs the card's CHUID and the TSA
+signing certificates.
 """
 
 from __future__ import annotations
@@ -188,6 +192,8 @@ def import_canceled_card_list(
 
     Bad rows are reported and skipped; a list without one good row is refused whole (it would
     otherwise count as a fresh list). Entries are never removed: a card once canceled stays so.
+    Known shortcoming: `canceled_card` is a rowid table on SQLite; WITHOUT ROWID (a migration)
+    would make the file half the size and the import about a quarter faster on its insert side.
     """
     path = Path(path)
     report = CclImportReport()
