@@ -195,13 +195,23 @@ async def test_container_presence_sensor_when_fitted() -> None:
             plc.changes.get_nowait()
         sim.set_container_present(True)
         assert (await lane.change("container_present")).value is True
+
+        # a lane whose map has no sensor reads "unknown", never "no container"
+        unfitted = PlcConfig(
+            host="127.0.0.1", port=port, poll_interval_s=0.01,
+            registers=registers.model_copy(update={"container_present": None}),
+        )
+        other = GatePlc("1", unfitted)
+        other_task = asyncio.create_task(other.run(), name="test plc without presence")
+        try:
+            await lane.until(lambda: other.healthy)
+            assert other.state.container_present is None
+        finally:
+            other_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await other_task
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await sim.stop()
-    # without the sensor in the map the state says "unknown", never "no container"
-    unfitted = PlcConfig(
-        host="127.0.0.1", port=1, registers=PlcRegisterMap(container_present=None)
-    )
-    assert GatePlc("1", unfitted).state.container_present is None
