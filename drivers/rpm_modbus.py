@@ -65,7 +65,7 @@ class ModbusRadiationMonitor(RadiationMonitor):
             f"rpm-{self.lane}", config.host, config.port, config.device_id, config.timeout_s
         )
         self._current: Occupancy | None = None
-        self._first_poll = True
+        self._seen_idle = False  # an occupancy counts as whole only if it began in our sight
         self._last_heartbeat: int | None = None
         self._heartbeat_changed = time.monotonic()
         self.errors = 0
@@ -88,7 +88,7 @@ class ModbusRadiationMonitor(RadiationMonitor):
             await self._connection.close()
 
     async def _poll_forever(self, backoff: Backoff) -> None:
-        self._first_poll = True
+        self._seen_idle = False
         self._last_heartbeat = None
         self._heartbeat_changed = time.monotonic()
         budget = self.config.timeout_s * 4
@@ -99,7 +99,6 @@ class ModbusRadiationMonitor(RadiationMonitor):
             except TimeoutError as exc:
                 raise ModbusError("timeout", f"poll took longer than {budget:.1f} s") from exc
             self._process(snapshot)
-            self._first_poll = False
             backoff.reset()
             await asyncio.sleep(self.config.poll_interval_s)
 
@@ -170,8 +169,11 @@ class ModbusRadiationMonitor(RadiationMonitor):
         if heartbeat_missing:
             problems.append(f"heartbeat missing for {self.config.heartbeat_timeout_s:g} s")
             self._cut("heartbeat_missing")
+            self._seen_idle = False
         self._set_health(not problems, "; ".join(problems))
 
+        if not snapshot.occupied and not heartbeat_missing:
+            self._seen_idle = True
         if snapshot.occupied and not heartbeat_missing:
             self._occupancy_sample(snapshot, new_sample)
         elif not snapshot.occupied and self._current is not None:
@@ -195,7 +197,7 @@ class ModbusRadiationMonitor(RadiationMonitor):
                 neutron_window=1,
             )
             self._set_occupied(True)
-            if self._first_poll:
+            if not self._seen_idle:
                 # the truck was in the portal before we could see it: its start is missing
                 occupancy.add_fault("joined_mid_occupancy")
             _LOGGER.debug("lane %s: RPM occupancy started", self.lane)

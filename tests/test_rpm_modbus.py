@@ -152,11 +152,19 @@ async def test_dropped_connection_cuts_the_occupancy_and_recovers(lane: Lane) ->
 
 
 async def test_missing_heartbeat_fails_closed(lane: Lane) -> None:
+    lane.sim.begin_occupancy("clean", duration_s=20.0)
+    await lane.until(lambda: lane.monitor.occupied)
     lane.sim.freeze_heartbeat()
     await lane.until(lambda: not lane.monitor.healthy)
     assert "heartbeat missing" in lane.monitor.health_reason
+    cut = await lane.scan()
+    assert "heartbeat_missing" in cut.faults and not cut.complete
+
     lane.sim.freeze_heartbeat(False)
     await lane.until(lambda: lane.monitor.healthy)
+    # the same truck, seen again after the gap, is not a whole scan either
+    rest = await lane.scan()
+    assert "joined_mid_occupancy" in rest.faults and not rest.clean
 
 
 @pytest.mark.parametrize(
