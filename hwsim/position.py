@@ -18,7 +18,7 @@ from dataclasses import dataclass
 _LOGGER = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class PositionFaults:
     silent: bool = False
     """Send nothing while keeping connections open (a hung unit)."""

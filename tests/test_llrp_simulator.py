@@ -10,7 +10,7 @@ import pytest
 from sllurp.llrp import LLRPMessage
 from sllurp.llrp_proto import LLRPROSpec
 
-from hwsim.llrp import TagField
+from hwsim.llrp import Faults, TagField
 from hwsim.llrp import protocol as llrp
 from rfid import ReaderSupervisor
 from tests.llrp_helpers import EPC_LONG, EPC_TRUCK, Recorder, reader_config, supervised
@@ -45,6 +45,16 @@ def test_tag_field_reads_follow_rate_and_time() -> None:
     assert field.remove(EPC_LONG) == 1
     clock.now += 1.0
     assert field.reads() == []
+
+
+def test_misspelled_fault_is_an_error() -> None:
+    faults = Faults()
+    faults.set("refuse")
+    assert faults.refuse
+    with pytest.raises(AttributeError):
+        faults.refuse_connections = True  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        faults.set("refuse_connections")
 
 
 def test_drive_through_crosses_antennas_in_turn() -> None:

@@ -15,7 +15,7 @@ from hwsim.llrp.protocol import ReaderModel
 from hwsim.llrp.tagfield import parse_epc
 
 _LOGGER = logging.getLogger(__name__)
-FAULT_NAMES = tuple(Faults.__dataclass_fields__)
+FAULT_NAMES = Faults.names()
 
 
 def _tag(text: str) -> tuple[str, int]:
@@ -76,7 +76,7 @@ async def _serve(args: argparse.Namespace, capture: BinaryIO | None) -> None:
     for epc, antenna in args.tag:
         reader.field.show(epc, antenna, None, rate=args.rate, rssi=args.rssi)
     for fault in args.fault:
-        setattr(reader.faults, fault, True)
+        reader.faults.set(fault)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,7 +1,8 @@
 """Switchable faults of the simulated LLRP reader, modelled on failures seen with real readers.
 
 Flags stay on until switched off; one-shot faults (drop, truncated parameter, unknown message)
-are methods of `SimulatedReader`.
+are methods of `SimulatedReader`. The class has slots: a misspelled fault name is an error, not
+a fault that silently never happens.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)
 class Faults:
     refuse: bool = False
     """Refuse every client the LLRP way: ConnectionAttemptEvent 'client connection exists'."""
@@ -38,3 +39,13 @@ class Faults:
     def clear(self) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, False)
+
+    def set(self, name: str, on: bool = True) -> None:
+        """Switch a fault by name; unknown names raise AttributeError."""
+        if name not in self.__dataclass_fields__:
+            raise AttributeError(f"no such fault: {name!r} (known: {', '.join(self.names())})")
+        setattr(self, name, on)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(cls.__dataclass_fields__)
