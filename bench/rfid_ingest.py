@@ -194,9 +194,15 @@ def main() -> int:
     print(f"end to end / bare decode:  {ratio:.2f}")
     print(f"reconnect after a drop:    median {statistics.median(reconnects):.2f} s,"
           f" max {max(reconnects):.2f} s over {len(reconnects)} drops")
-    ok = e2e["reports_per_s"] >= 10_000 and ratio >= 0.5 and max(reconnects) < 2.0
-    verdict = "met" if ok else "NOT met"
-    print(f"targets (>= 10,000/s, >= 0.5 of bare decode, reconnect < 2 s): {verdict}")
+    if args.paced:  # the offered load caps the rate: the question is whether the path keeps up
+        kept_up = e2e["reports_per_s"] >= 0.95 * args.tags * args.rate
+        ok = kept_up and max(reconnects) < 2.0
+        verdict = "met" if ok else "NOT met"
+        print(f"paced targets (ingests >= 95 % of what is offered, reconnect < 2 s): {verdict}")
+    else:
+        ok = e2e["reports_per_s"] >= 10_000 and ratio >= 0.5 and max(reconnects) < 2.0
+        verdict = "met" if ok else "NOT met"
+        print(f"targets (>= 10,000/s, >= 0.5 of bare decode, reconnect < 2 s): {verdict}")
     return 0 if ok else 1
 
 
