@@ -167,16 +167,23 @@ class _Table:
          self.cx, self.cy, self.pol) = arr.T
 
 
-def _next_index(table: _Table, i: int, direction: str) -> int | None:
-    """The nearest compatible blob after blob i along a line ('h') or down a column ('v')."""
+def _next_index(table: _Table, i: int, direction: str, loose: bool = False) -> int | None:
+    """The nearest compatible blob after blob i along a line ('h') or down a column ('v').
+    The sideways offset allowed grows with the gap: oblique views tilt lines and columns.
+    `loose` is for the check digit, whose box or place may set it apart from the rest."""
     h = np.maximum(table.h, table.h[i])
-    similar = np.maximum(table.h, table.h[i]) <= HEIGHT_TOLERANCE * np.minimum(table.h, table.h[i])
+    ratio = LOOSE_HEIGHT_TOLERANCE if loose else HEIGHT_TOLERANCE
+    similar = np.maximum(table.h, table.h[i]) <= ratio * np.minimum(table.h, table.h[i])
     if direction == "h":
         gap = table.x0 - table.x1[i]
-        ok = (gap >= -0.15 * h) & (gap <= 3.2 * h) & (np.abs(table.cy - table.cy[i]) <= 0.3 * h)
+        offset = np.abs(table.cy - table.cy[i])
+        ok = (gap >= -0.15 * h) & (gap <= (3.6 if loose else 3.2) * h)
+        ok &= offset <= (0.5 if loose else 0.3) * h + 0.2 * np.maximum(gap, 0)
     else:
         gap = table.y0 - table.y1[i]
-        ok = (gap >= -0.1 * h) & (gap <= 1.0 * h) & (np.abs(table.cx - table.cx[i]) <= 0.45 * h)
+        offset = np.abs(table.cx - table.cx[i])
+        ok = (gap >= -0.1 * h) & (gap <= (1.5 if loose else 1.0) * h)
+        ok &= offset <= (0.8 if loose else 0.45) * h + 0.2 * np.maximum(gap, 0)
     ok &= similar & (table.pol == table.pol[i])
     ok[i] = False
     if not ok.any():
@@ -186,6 +193,7 @@ def _next_index(table: _Table, i: int, direction: str) -> int | None:
 
 
 HEIGHT_TOLERANCE = 1.3
+LOOSE_HEIGHT_TOLERANCE = 1.6
 
 
 def _chains(blobs: list[Blob], direction: str) -> list[Group]:
@@ -208,6 +216,10 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
             chain.append(following[chain[-1]])
         if len(chain) >= 3:
             groups.append(Group(tuple(blobs[j] for j in chain), direction))
+        if len(chain) == 10:  # perhaps a check digit set apart: look further, more loosely
+            tail = _next_index(table, chain[-1], direction, loose=True)
+            if tail is not None and tail not in chain:
+                groups.append(Group(tuple(blobs[j] for j in [*chain, tail]), direction))
     return groups
 
 

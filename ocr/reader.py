@@ -170,7 +170,7 @@ def _multiline(lines: list[Group]) -> list[Candidate]:
     """Owner code on one line, serial and check digit on the line below, left-aligned. Either
     line may carry a stray blob (a lock rod, a mark) beside the characters."""
     out = []
-    for owner_line in (g for g in lines if 4 <= len(g.blobs) <= 6):
+    for owner_line in (g for g in lines if len(g.blobs) >= 4):
         for start in range(len(owner_line.blobs) - 3):
             owner = owner_line.blobs[start : start + 4]
             bottom = max(b.bottom for b in owner)
