@@ -82,6 +82,17 @@ class SimulatedPlc(SimulatedModbusDevice):
         """Publish a barrier position no barrier can have (250 %)."""
         self.bad_values = on
 
+    async def coils(self) -> dict[str, bool]:
+        """The command and light coils as a client would read them right now."""
+        regs = self.registers
+        names = {"open": regs.open_coil, "close": regs.close_coil, "stop": regs.stop_coil,
+                 "red": regs.red_light_coil, "green": regs.green_light_coil}
+        states = {}
+        for name, coil in names.items():
+            value = await self.read(FC_COILS, coil, 1)
+            states[name] = bool(value and value[0])
+        return states
+
     @property
     def barrier_open(self) -> bool:
         """Fully up: a truck can drive through."""

@@ -124,6 +124,9 @@ async def test_traffic_light(lane: Lane) -> None:
     await lane.until(lambda: lane.sim.light == "green")
     await lane.plc.set_light("red")
     await lane.until(lambda: lane.sim.light == "red")
+    coils = await lane.sim.coils()
+    assert coils["red"] and not coils["green"]
+    assert not (coils["open"] or coils["close"] or coils["stop"])  # pulses were taken
     with pytest.raises(ValueError):
         await lane.plc.set_light("blue")
 
