@@ -43,8 +43,8 @@ class Lane:
 @contextlib.asynccontextmanager
 async def running(port: int, sim: SimulatedPlc) -> AsyncIterator[Lane]:
     config = PlcConfig(
-        host="127.0.0.1", port=port, poll_interval_s=0.01, timeout_s=0.2,
-        heartbeat_timeout_s=0.3, backoff_cap_s=0.2, barrier_travel_timeout_s=2.0,
+        host="127.0.0.1", port=port, poll_interval_s=0.01, timeout_s=0.5,
+        heartbeat_timeout_s=1.0, backoff_cap_s=0.2, barrier_travel_timeout_s=3.0,
     )
     health: list[DeviceHealth] = []
     plc = GatePlc("1", config, on_health=health.append)

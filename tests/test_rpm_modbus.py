@@ -44,8 +44,8 @@ def config(port: int) -> RpmConfig:
         host="127.0.0.1",
         port=port,
         poll_interval_s=0.01,
-        heartbeat_timeout_s=0.3,
-        timeout_s=0.2,
+        heartbeat_timeout_s=1.0,
+        timeout_s=0.5,
         backoff_cap_s=0.2,
     )
 
