@@ -13,7 +13,10 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from hwsim.llrp.tagfield import TagField
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -131,3 +134,40 @@ class PositionUnit:
             self._clients.discard(writer)
             writer.transport.abort()
             self._handlers.discard(task)
+
+
+async def perform_lift(
+    unit: PositionUnit,
+    field: TagField,
+    epc: str,
+    pick: tuple[float, float, float],
+    drop: tuple[float, float, float],
+    *,
+    antenna: int = 1,
+    travel_s: float = 2.0,
+    rate: float = 20.0,
+    rssi: float = -45.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """A machine takes a container at `pick` and sets it down at `drop`.
+
+    The tag under the spreader (the container's, or the truck's when the container comes off a
+    truck) answers the machine's reader from just before the lock until the container is
+    lifted clear. `sleep` lets a world simulator run on its own clock.
+    """
+    step = travel_s / 4
+    unit.unlock()
+    unit.move_to(pick[0], pick[1], pick[2] + 3.0)
+    await sleep(step)
+    unit.move_to(*pick)  # spreader down on the container
+    field.show(epc, antenna, duration_s=2 * step, rate=rate, rssi=rssi)
+    await sleep(step / 2)
+    unit.lock()
+    await sleep(step / 2)
+    unit.move_to(pick[0], pick[1], pick[2] + 3.0)  # lifted clear
+    await sleep(step)
+    unit.move_to(*drop)
+    await sleep(step)
+    unit.unlock()
+    await sleep(step / 4)
+    unit.move_to(drop[0], drop[1], drop[2] + 3.0)

@@ -33,6 +33,12 @@ from sllurp.llrp_proto import get_message_name_from_type
 
 _LOGGER = logging.getLogger(__name__)
 
+# sllurp logs half a dozen INFO lines per connection attempt, which floods the log while a reader
+# is away and we retry; unless the site configured sllurp's logger, keep it to warnings.
+_SLLURP_LOGGER = logging.getLogger("sllurp")
+if _SLLURP_LOGGER.level == logging.NOTSET:
+    _SLLURP_LOGGER.setLevel(logging.WARNING)
+
 HEADER = struct.Struct("!HII")
 MAX_MESSAGE = 1 << 20  # no reader message comes near this; a larger length means garbage
 CUSTOM_MESSAGE = 1023

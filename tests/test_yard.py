@@ -27,7 +27,7 @@ from gated.yard import (
     record_yard_move,
 )
 from hwsim.llrp import SimulatedReader
-from hwsim.position import PositionUnit
+from hwsim.position import PositionUnit, perform_lift
 from tests.llrp_helpers import Recorder, supervised
 from tests.servers import free_port
 
@@ -262,3 +262,33 @@ async def test_position_unit_outages_and_bad_lines(sessions: sessionmaker[Sessio
             await waiter.until(lambda: position_states() == [True, False, True, False, True])
     assert ("TP-07/rfid", False) in [(h.device, h.up) for h in health]  # no reader: reported
     assert service.moves_written == 0
+
+
+async def test_machine_takes_a_container_off_a_truck(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        session.add(models.Truck(epc=TRUCK_EPC, plate="KX-101"))
+        visit = models.GateTransaction(lane="1", direction="in", state="closed",
+                                       truck_epc=TRUCK_EPC)
+        visit.containers.append(models.TransactionContainer(
+            position=0, container_number="MSCU1234565", size_type="42G1"))
+        session.add(visit)
+    moves: list[Move] = []
+    health: list[DeviceHealth] = []
+    waiter = Recorder()
+    async with SimulatedReader(tick_s=0.005) as reader, PositionUnit(rate_hz=20) as unit:
+        machine = MachineConfig(
+            id="RS-02", kind="reach_stacker", position_url=unit.url,
+            reader=LlrpReaderConfig(host="127.0.0.1", port=reader.port, antennas=[1],
+                                    watchdog_s=1.0, keepalive_s=0.2, dedupe_window_s=0.1),
+        )
+        service = YardMoveService("T1", machine, GEOMETRY, sessions, health.append, moves.append)
+        async with supervised(service):
+            await waiter.until(lambda: {(h.device, h.up) for h in health} >= {
+                ("RS-02/rfid", True), ("RS-02/position", True)})
+            truck_bay = (80.0, 30.0, 1.5)  # a transfer lane beside the blocks, on the chassis
+            await perform_lift(unit, reader.field, TRUCK_EPC, truck_bay,
+                               GEOMETRY.position_of(TO_SLOT), travel_s=0.8, rate=40)
+            await waiter.until(lambda: len(moves) == 1)
+    move = moves[0]
+    assert (move.container_number, move.machine, move.truck) == ("MSCU1234565", "RS-02", TRUCK_EPC)
+    assert (move.from_location, move.to_location) == ("truck KX-101", "A1-07-05-2")
