@@ -35,12 +35,21 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """A mosquitto broker of the test's own on a loopback port; can be stopped and restarted."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_conf: str = "",
+        max_queued_messages: int = 100000,
+    ) -> None:
+        """`max_queued_messages` per client; mosquitto's own default is 1000 (tests of a slow
+        subscriber use that, as a site's broker left at its defaults would)."""
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        self.max_queued_messages = max_queued_messages
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -50,7 +59,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
-            "max_queued_messages 100000\n"
+            f"max_queued_messages {self.max_queued_messages}\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
             f"{self.extra_conf}\n"
         )

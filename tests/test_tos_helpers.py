@@ -10,6 +10,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,14 +22,15 @@ from paho.mqtt.client import Client, MQTTMessage, MQTTv5, MQTTv311
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from gated import models
 from gated.config import SiteConfig, load_config
 from gated.db import make_engine, session_factory, upgrade
-from gated.events import queue_move
-from gated.outbox import add_event
+from gated.domain import utcnow
+from gated.events import move_event, queue_move
+from gated.outbox import add_event, envelope
 from tests.servers import Mosquitto
 from tos_bridge import TosBridge
 
@@ -110,6 +112,60 @@ def write_moves(
     return ids
 
 
+def write_moves_bulk(
+    sessions: sessionmaker[Session],
+    site: str,
+    count: int,
+    lanes: Iterable[str] = ("1", "2"),
+    per_commit: int = 2000,
+) -> list[str]:
+    """Like write_moves, with the same payloads, through bulk inserts (for large bursts)."""
+    lanes = list(lanes)
+    ids: list[str] = []
+    for first in range(0, count, per_commit):
+        moves: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        now = utcnow()
+        for index in range(first, min(first + per_commit, count)):
+            lane = lanes[index % len(lanes)]
+            move = models.Move(
+                event_id=str(uuid.uuid4()),
+                kind="gate_in",
+                lane=lane,
+                container_number=container_number(index),
+                size_type="42G1",
+                from_location=f"GATE lane {lane}",
+                to_location="A1-01-01-1",
+                truck="E200ABCD",
+                occurred_at=now,
+                send_count=0,
+                details={},
+            )
+            payload = envelope(
+                site=site, lane=lane, body=move_event(move), event_id=move.event_id, time=now
+            )
+            moves.append(
+                {c.name: getattr(move, c.key) for c in models.Move.__table__.columns
+                 if c.name != "id"}
+            )
+            events.append(
+                {
+                    "event_id": move.event_id,
+                    "topic": "moves",
+                    "lane": lane,
+                    "payload": json.dumps(payload, separators=(",", ":")),
+                    "retain": False,
+                    "created_at": now,
+                    "attempts": 0,
+                }
+            )
+            ids.append(move.event_id)
+        with sessions.begin() as session:
+            session.execute(insert(models.Move), moves)
+            session.execute(insert(models.OutboxEvent), events)
+    return ids
+
+
 def write_events(sessions: sessionmaker[Session], site: str, bodies: list[dict[str, Any]]) -> None:
     with sessions.begin() as session:
         for body in bodies:
@@ -134,6 +190,7 @@ class Tos:
         client_id: str = "tos",
         ack_moves: bool = True,
         delay_s: float = 0.0,
+        delay_every: int = 1,
         persistent: bool = True,
         ignore_first: Callable[[str], bool] | None = None,
         protocol: str = "5",
@@ -141,6 +198,7 @@ class Tos:
         self.base = f"{config.mqtt.topic_prefix}/{config.site_id}"
         self.ack_moves = ack_moves
         self.delay_s = delay_s
+        self.delay_every = delay_every
         self.ignore_first = ignore_first
         self.lock = threading.Lock()
         self.first_order: dict[str | None, list[str]] = {}  # lane -> event ids, first delivery
@@ -211,8 +269,8 @@ class Tos:
                 self.seen.add(event_id)
                 self.first_order.setdefault(payload["lane"], []).append(event_id)
                 self.payloads.append((topic, payload))
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        if self.delay_s and self.deliveries % self.delay_every == 0:
+            time.sleep(self.delay_s)  # a TOS that takes its time over each batch
         if self.ack_moves and topic == "moves":
             client.publish(
                 f"{self.base}/tos/acks",

@@ -46,6 +46,8 @@ PRUNE_S = 300.0
 STOP_GRACE_S = 2.0  # a clean stop waits this long for outstanding broker acks
 DB_RETRY_CAP_S = 10.0
 CHUNK = 500
+RESEND_MIN = 100  # moves resent per round however few acks the TOS managed
+RESEND_BACKOFF_CAP = 4  # the n-th resend waits at most 2**4 ack timeouts
 
 
 @dataclass
@@ -117,6 +119,8 @@ class TosBridge:
         self._retry_from: int | None = None
         self._retry_at = 0.0
         self._refused_logged = False
+        self._resend_logged = False
+        self._acks_since_resend = 0
 
     # --- public ---------------------------------------------------------------------------
 
@@ -513,25 +517,45 @@ class TosBridge:
     # --- moves the TOS has not acknowledged ----------------------------------------------
 
     def _resend_due(self) -> int:
+        """Send again the moves the TOS has not acknowledged in time, oldest first.
+
+        How many go per round follows how many acks the TOS managed since the last round
+        (at least RESEND_MIN): a TOS that fell behind is not buried under resends that its
+        broker queue would only drop again. Each move also backs off: the n-th resend waits
+        2**(n-1) ack timeouts, at most RESEND_BACKOFF_CAP.
+        """
         if not self._connected.is_set():
             return 0
-        free = PUBLISH_WINDOW - len(self._sent)
-        if free <= 0:
+        budget = min(
+            max(RESEND_MIN, self._acks_since_resend), PUBLISH_WINDOW - len(self._sent)
+        )
+        self._acks_since_resend = 0
+        if budget <= 0:
             return 0
         now = self._clock()
         with self._sessions.begin() as session:
             rows = session.execute(
-                select(Move.id, Move.event_id, OutboxEvent.payload, OutboxEvent.retain)
+                select(
+                    Move.id,
+                    Move.event_id,
+                    Move.send_count,
+                    Move.last_sent_at,
+                    OutboxEvent.payload,
+                    OutboxEvent.retain,
+                )
                 .join(OutboxEvent, OutboxEvent.event_id == Move.event_id, isouter=True)
                 .where(Move.acked_at.is_(None))
                 .where(Move.last_sent_at.is_not(None))
                 .where(Move.last_sent_at < now - self._ack_timeout)
-                .order_by(Move.id)
-                .limit(free + len(self._resending))
+                .order_by(Move.last_sent_at, Move.id)
+                .limit(budget * 2 + len(self._resending))
             ).all()
             sent_ids = []
-            for move_id, event_id, payload, retain in rows:
+            for move_id, event_id, send_count, last_sent_at, payload, retain in rows:
                 if event_id in self._resending:
+                    continue
+                backoff = 2 ** min(max(send_count - 1, 0), RESEND_BACKOFF_CAP)
+                if last_sent_at > now - self._ack_timeout * backoff:
                     continue
                 if payload is None:  # the event row is gone: rebuild it from the move
                     payload = self._rebuild_move_payload(session, move_id)
@@ -539,7 +563,7 @@ class TosBridge:
                     break
                 self._resending.add(event_id)
                 sent_ids.append(move_id)
-                if len(sent_ids) >= free:
+                if len(sent_ids) >= budget:
                     break
             for start in range(0, len(sent_ids), CHUNK):
                 session.execute(
@@ -548,14 +572,18 @@ class TosBridge:
                     .values(last_sent_at=now, send_count=Move.send_count + 1)
                     .execution_options(synchronize_session=False)
                 )
+        if not rows and self._resend_logged:
+            _LOGGER.info("site %s: the TOS caught up, no move overdue", self._config.site_id)
+            self._resend_logged = False
         if sent_ids:
             self.counters.resent += len(sent_ids)
-            _LOGGER.info(
-                "site %s: %d moves not acknowledged by the TOS within %.0f s, sent again",
-                self._config.site_id,
-                len(sent_ids),
-                self._config.mqtt.tos_ack_timeout_s,
-            )
+            if not self._resend_logged:
+                _LOGGER.warning(
+                    "site %s: moves not acknowledged by the TOS within %.0f s, sending again",
+                    self._config.site_id,
+                    self._config.mqtt.tos_ack_timeout_s,
+                )
+                self._resend_logged = True
         return len(sent_ids)
 
     def _rebuild_move_payload(self, session: Session, move_id: int) -> str:
@@ -632,6 +660,7 @@ class TosBridge:
         with self._sessions.begin() as session:
             newly, unknown = apply_acks(session, ids, self._clock())
         self.counters.acked += newly
+        self._acks_since_resend += len(ids)
         missing = set(unknown)
         for item, command in acks:
             strange = [i for i in command.all_ids() if i in missing]
