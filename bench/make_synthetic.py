@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the whole set (1)")
     parser.add_argument(
         "--difficulty", type=float, default=0.6,
-        help="0 clean .. 1 worst: glare, shadow, blur, noise, occlusion, JPEG loss (0.6)",
+        help="0 mild .. 1 worst: glare, shadow, blur, noise, occlusion, JPEG loss (0.6)",
     )
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (1)")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """What a gate camera does to a picture: lens distortion, glare, shadow, occlusion, blur, noise.
 
 Each effect is drawn from a random generator with a probability and a strength that grow with
-`difficulty` (0 clean, 1 as bad as a portal gets in sun, rain and dirt).
+`difficulty` (0 mild, 1 as bad as a portal gets in sun, rain and dirt).
 """
 
 from __future__ import annotations

@@ -56,7 +56,6 @@ TTF_FONTS = {
     "dejavu_sans_bold": "DejaVuSans-Bold.ttf",
     "dejavu_condensed_bold": "DejaVuSansCondensed-Bold.ttf",
     "dejavu_condensed": "DejaVuSansCondensed.ttf",
-    "dejavu_mono_bold": "DejaVuSansMono-Bold.ttf",
 }
 
 # Which layouts each view shows, with weights like the real portal photos.
@@ -359,7 +358,7 @@ def _write_marking(
 
     if spec.layout == "horizontal":
         text_w = sum(pen.advance(c) for c in number) + cell
-        x = int(rng.integers(120, max(121, width - 120 - text_w)))
+        x = _marking_x(spec, rng, width, text_w, margin=120)
         y = int(rng.integers(110, height // 2))
         serial_x = pen.line(owner + " ", x, y)
         pen.line(serial + " " + check, serial_x, y, box_last=boxed)
@@ -367,7 +366,8 @@ def _write_marking(
         if spec.show_size_type:
             pen.line(spec.size_type, serial_x, y + pen.height + gap * 2)
     elif spec.layout == "horizontal_multiline":
-        x = int(rng.integers(150, max(151, width - 150 - cell * 9)))
+        text_w = sum(pen.advance(c) for c in serial) + cell * 2
+        x = _marking_x(spec, rng, width, text_w, margin=150)
         y = int(rng.integers(110, height // 2))
         pen.line(owner, x, y)
         pen.line(serial + " " + check, x, y + pen.height + gap, box_last=boxed)
@@ -391,6 +391,20 @@ def _write_marking(
     xs = [b[0] for b in number_boxes] + [b[0] + b[2] for b in number_boxes]
     ys = [b[1] for b in number_boxes] + [b[1] + b[3] for b in number_boxes]
     return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+
+
+def _marking_x(
+    spec: RenderSpec, rng: np.random.Generator, width: int, text_w: int, margin: int
+) -> int:
+    """Left edge of a marking line; on doors it stays on one door, clear of the seam."""
+    if spec.view == "door_end_from_above":
+        right_door = (width // 2 + 50, width - margin - text_w)
+        left_door = (margin, width // 2 - 50 - text_w)
+        doors = [span for span in (right_door, left_door) if span[1] > span[0]]
+        if doors:
+            low, high = doors[0] if len(doors) == 1 or rng.random() < 0.7 else doors[1]
+            return int(rng.integers(low, high + 1))
+    return int(rng.integers(margin, max(margin + 1, width - margin - text_w)))
 
 
 def _paint_over(
