@@ -41,6 +41,8 @@ async def test_reads_reach_the_daemon(reader):
         await recorder.reads_after(2, EPC_LONG)
         assert sllurp_threads()
     assert sllurp_threads() == []
+    # a clean stop deletes the ROSpec, as the connect did (reset), and the reader stops
+    assert reader.requests["DELETE_ROSPEC"] == 2 and not reader.inventorying
     truck = next(r for r in recorder.reads if r.epc == EPC_TRUCK)
     assert (truck.reader, truck.antenna) == ("portal-1", 1)
     assert truck.rssi is not None and -55 <= truck.rssi <= -49

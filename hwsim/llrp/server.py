@@ -13,6 +13,7 @@ import logging
 import random
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -58,6 +59,7 @@ class SimulatedReader:
         self.sessions_refused = 0
         self.reports_sent = 0
         self.tags_reported = 0
+        self.requests: Counter[str] = Counter()  # client messages received, by type name
         self._random = random.Random(seed)
         self._server: asyncio.Server | None = None
         self._session: _Session | None = None
@@ -239,6 +241,10 @@ class _Session:
 
     def _handle(self, header: llrp.Header, body: bytes) -> None:
         kind = header.msg_type
+        try:
+            self.owner.requests[MessageType(kind).name] += 1
+        except ValueError:
+            self.owner.requests[f"type {kind}"] += 1
         if kind in (MessageType.KEEPALIVE_ACK, MessageType.ENABLE_EVENTS_AND_REPORTS):
             return
         reply_type = llrp.RESPONSE_TO.get(kind)
