@@ -188,7 +188,8 @@ class ReaderSupervisor:
 
     async def _open_socket(self) -> socket.socket:
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             await asyncio.wait_for(
