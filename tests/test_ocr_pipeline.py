@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gated.cli import main as gated_main
 from gated.domain import ContainerRead
-from ocr import fuse, read_image
+from ocr import EngineUnavailable, Glyph, TesseractEngine, fuse, make_engine, read_image
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
@@ -60,6 +60,39 @@ def test_a_blank_frame_is_unreadable_not_an_error() -> None:
     assert read.container_number is None
     assert read.error is None
     assert read.confidence == 0.0
+
+
+class _BlindEngine:
+    """An engine that never sees a character."""
+
+    name = "blind"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read_line(self, image: np.ndarray, whitelist: str) -> list[Glyph]:
+        self.calls += 1
+        return []
+
+
+def test_the_engine_is_pluggable() -> None:
+    engine = _BlindEngine()
+    read = read_image(_painted("CSQU 305438 3", False, 60, 230), engine=engine)
+    assert engine.calls > 0
+    assert read.container_number is None and read.error is None
+
+
+def test_pytesseract_fallback_reads_too() -> None:
+    engine = TesseractEngine(prefer_inprocess=False)
+    assert engine.backend == "pytesseract"
+    read = read_image(_painted("CSQU 305438 3", False, 60, 230), engine=engine)
+    assert read.container_number == "CSQU3054383"
+
+
+def test_make_engine() -> None:
+    assert make_engine("tesseract").name == "tesseract"
+    with pytest.raises(EngineUnavailable):
+        make_engine("rapidocr")
 
 
 def _jpeg(array: np.ndarray) -> bytes:
@@ -187,7 +220,7 @@ def test_photos_no_misread_and_most_read(
     )
     assert misread == []
     assert all(read.error is None for _row, read in photo_reads)
-    assert correct >= 0.7 * len(photo_reads)
+    assert correct >= 0.85 * len(photo_reads)
 
 
 def test_photos_regions_lie_inside_the_frame(

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from gated.config import ConfigError, load_config
-from ocr import fuse, read_image
+from ocr import EngineUnavailable, fuse, make_engine, read_image
 from ocr.reader import DEFAULT_MIN_CONFIDENCE
 
 
@@ -30,14 +30,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     min_confidence = DEFAULT_MIN_CONFIDENCE
+    engine_name = "tesseract"
     if args.config:
         try:
-            min_confidence = load_config(args.config).ocr.min_confidence
+            site = load_config(args.config)
         except ConfigError as exc:
             print(f"{exc.source}: invalid configuration, {len(exc.issues)} error(s)")
             return 2
+        min_confidence, engine_name = site.ocr.min_confidence, site.ocr.engine
+    try:
+        engine = make_engine(engine_name)
+    except EngineUnavailable as exc:
+        print(f"error: {exc}")
+        return 2
     reads = [
-        read_image(path, camera=args.camera, min_confidence=min_confidence)
+        read_image(path, camera=args.camera, engine=engine, min_confidence=min_confidence)
         for path in args.images
     ]
     if args.visit:
