@@ -124,8 +124,14 @@ class FrameParser:
         return payload, None
 
 
-def parse_payload(lane: str, payload: bytes, at: datetime) -> CardPresented:
-    """Turn one checked frame into a presentation; anything wrong makes it unreadable."""
+def parse_payload(
+    lane: str, payload: bytes, at: datetime, *, implicit_biometric: bool = False
+) -> CardPresented:
+    """Turn one checked frame into a presentation; anything wrong makes it unreadable.
+
+    With `implicit_biometric` the reader only sends card data after a fingerprint match, so a
+    frame without B= is a match.
+    """
     try:
         text = payload.decode("ascii")
     except UnicodeDecodeError:
@@ -148,7 +154,7 @@ def parse_payload(lane: str, payload: bytes, at: datetime) -> CardPresented:
             expires_on = datetime.strptime(fields["X"], "%Y%m%d").date()
         except ValueError:
             return CardPresented(lane, at, None, unreadable="expiry date is not YYYYMMDD")
-    status = _BIOMETRIC_CODES.get(fields.get("B", "-"))
+    status = _BIOMETRIC_CODES.get(fields.get("B", "M" if implicit_biometric else "-"))
     if status is None:
         return CardPresented(lane, at, None, unreadable="unknown biometric result code")
     authenticated = {"Y": True, "N": False, "": None}.get(fields.get("A", ""), False)
@@ -200,7 +206,8 @@ class CardReader:
             if payload is None:
                 self._emit(CardPresented(self.lane, at, None, unreadable=problem))
             else:
-                self._emit(parse_payload(self.lane, payload, at))
+                implicit = self.config.biometric_result == "implicit"
+                self._emit(parse_payload(self.lane, payload, at, implicit_biometric=implicit))
         # the verification clock runs from the frame's start, however slowly its bytes come
         if results or not self._parser.in_frame:
             self._cancel_stall()

@@ -212,6 +212,11 @@ class CardReaderConfig(SerialDeviceConfig):
     verify_timeout_s: float = Field(
         default=3.0, gt=0, description="A credential verification must finish within this."
     )
+    biometric_result: Literal["explicit", "implicit"] = Field(
+        default="explicit",
+        description="explicit: the reader reports the fingerprint match (B=, S=); implicit: it "
+        "sends card data only after a match, so card data without B= counts as a match.",
+    )
 
 
 class ScaleConfig(SerialDeviceConfig):

@@ -16,9 +16,10 @@ from drivers.card_reader import (
     CardReader,
     FrameParser,
     encode_frame,
+    parse_payload,
 )
 from gated.config import CardReaderConfig
-from gated.domain import DeviceHealth
+from gated.domain import DeviceHealth, utcnow
 from hwsim.card_reader import SimulatedCardReader, scripted_fascn
 
 
@@ -212,3 +213,12 @@ async def test_reader_behind_a_serial_to_ethernet_converter() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def test_implicit_biometric_readers() -> None:
+    frame = f"F={scripted_fascn('valid').to_hex()};A=Y".encode()
+    now = utcnow()
+    assert parse_payload("1", frame, now).biometric_status == "not_performed"
+    assert parse_payload("1", frame, now, implicit_biometric=True).biometric_status == "match"
+    refused = parse_payload("1", frame + b";B=N", now, implicit_biometric=True)
+    assert refused.biometric_status == BIOMETRIC_NO_MATCH
