@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "credential",
     "ocr",
     "kiosk",
+    "codeco",
 )
 
 
