@@ -187,11 +187,10 @@ class GatePlc:
                     delay = backoff.next()
                     self.errors += 1
                     self.last_error = str(exc)
-                    if self._reported is not False:
-                        _LOGGER.warning(
-                            "lane %s: PLC %s lost (%s), retrying in %.1f s",
-                            self.lane, self.where, exc, delay,
-                        )
+                    # the loss itself is logged once by _set_health; retries only at debug
+                    _LOGGER.debug(
+                        "lane %s: PLC %s: %s; retrying in %.1f s", self.lane, self.where, exc, delay
+                    )
                     self._set_health(False, f"{exc.kind.replace('_', ' ')}: {exc}")
                     await self._connection.close()
                     await asyncio.sleep(delay)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from drivers.modbus import Backoff
 from drivers.rpm_base import RadiationMonitor
 from drivers.rpm_lines import Occupancy, OccupancyTracker
 from drivers.serial_line import SerialLine
-from gated.config import SerialDeviceConfig
+from gated.config import RpmConfig, SerialDeviceConfig
 from gated.domain import DeviceHealth, utcnow
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,8 +31,8 @@ class StreamLost(Exception):
 class AsciiRadiationMonitor(RadiationMonitor):
     """The ASCII line transport (`ascii_tcp` or `ascii_serial`)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, lane: str, config: RpmConfig, sigma: float, **callbacks: Any) -> None:
+        super().__init__(lane, config, sigma, **callbacks)
         self.tracker = OccupancyTracker(self.sigma)
         self._buffer = b""
         self._connected = False
@@ -62,11 +63,11 @@ class AsciiRadiationMonitor(RadiationMonitor):
                 await self._read_lines(reader, backoff)
             except (OSError, TimeoutError, StreamLost) as exc:
                 delay = backoff.next()
-                if self._reported is not False:
-                    _LOGGER.warning(
-                        "lane %s: RPM %s lost (%s), retrying in %.1f s",
-                        self.lane, self.where, exc or type(exc).__name__, delay,
-                    )
+                # the loss itself is logged once by _set_health; every retry only at debug
+                _LOGGER.debug(
+                    "lane %s: RPM %s: %s; retrying in %.1f s",
+                    self.lane, self.where, exc or type(exc).__name__, delay,
+                )
                 self._connection_down(f"connection lost: {exc or type(exc).__name__}")
                 await asyncio.sleep(delay)
             finally:

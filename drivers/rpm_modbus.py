@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.modbus import (
     Backoff,
@@ -25,6 +26,7 @@ from drivers.modbus import (
 )
 from drivers.rpm_base import RadiationMonitor
 from drivers.rpm_lines import MAX_COUNT, Occupancy
+from gated.config import RpmConfig
 from gated.domain import utcnow
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,9 +59,8 @@ class RpmSnapshot:
 class ModbusRadiationMonitor(RadiationMonitor):
     """The Modbus TCP transport of a radiation portal monitor."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        config = self.config
+    def __init__(self, lane: str, config: RpmConfig, sigma: float, **callbacks: Any) -> None:
+        super().__init__(lane, config, sigma, **callbacks)
         assert config.host is not None and config.port is not None  # checked by RpmConfig
         self._connection = ModbusConnection(
             f"rpm-{self.lane}", config.host, config.port, config.device_id, config.timeout_s
@@ -223,10 +224,6 @@ class ModbusRadiationMonitor(RadiationMonitor):
         self.errors += 1
         self.last_error = str(exc)
         self._cut(exc.kind if exc.kind != "connection" else "connection_lost")
-        if self._reported is not False:
-            _LOGGER.warning(
-                "lane %s: RPM %s lost (%s), retrying in %.1f s", self.lane, self.where, exc, delay
-            )
-        else:
-            _LOGGER.debug("lane %s: RPM %s still down (%s)", self.lane, self.where, exc)
+        # the loss itself is logged once by _set_health; every retry only at debug level
+        _LOGGER.debug("lane %s: RPM %s: %s; retrying in %.1f s", self.lane, self.where, exc, delay)
         self._set_health(False, f"{exc.kind.replace('_', ' ')}: {exc}")
