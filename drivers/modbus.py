@@ -58,6 +58,14 @@ class Backoff:
         self._next = self.first_s
 
 
+def _quiet_pymodbus() -> None:
+    """pymodbus warns on every failed connect and retry; the drivers report each loss once
+    themselves, so its own log is kept to errors unless someone configured it otherwise."""
+    library = logging.getLogger("pymodbus")
+    if library.level == logging.NOTSET:
+        library.setLevel(logging.ERROR)
+
+
 class ModbusConnection:
     """A device at host:port, unit `device_id`; requests are serialised by one lock."""
 
@@ -71,6 +79,7 @@ class ModbusConnection:
         self.timeout_s = timeout_s
         self._client: AsyncModbusTcpClient | None = None
         self._lock = asyncio.Lock()
+        _quiet_pymodbus()
 
     @property
     def address(self) -> str:

@@ -201,12 +201,17 @@ async def test_truck_already_in_the_portal_at_connect_is_not_a_clean_scan() -> N
     assert "joined_mid_occupancy" in scan.faults and not scan.complete and not scan.clean
 
 
-async def test_monitor_absent_at_start_is_reported_down_then_up() -> None:
+async def test_monitor_absent_at_start_is_reported_down_then_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     port = free_port()
     sim = SimulatedRpm(port=port, sample_period_s=SAMPLE_S, seed=3)
     async with running(port, sim) as lane:
         await lane.until(lambda: bool(lane.health))
         assert not lane.health[0].up and "cannot connect" in lane.health[0].detail
+        await asyncio.sleep(0.5)  # several reconnect attempts
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "lane 1" in warnings[0].getMessage()
         await sim.start()
         await lane.until(lambda: lane.monitor.healthy)
         assert [h.up for h in lane.health] == [False, True]
