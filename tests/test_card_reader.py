@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.card_reader import (
     BIOMETRIC_MATCH,
@@ -222,3 +224,19 @@ def test_implicit_biometric_readers() -> None:
     assert parse_payload("1", frame, now, implicit_biometric=True).biometric_status == "match"
     refused = parse_payload("1", frame + b";B=N", now, implicit_biometric=True)
     assert refused.biometric_status == BIOMETRIC_NO_MATCH
+
+
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=30),
+    noise=st.binary(max_size=20).map(lambda b: b.replace(b"\x02", b"")),
+)
+def test_any_split_of_the_stream_gives_the_same_frames(cuts: list[int], noise: bytes) -> None:
+    frames = [SimulatedCardReader.frame_for(kind) for kind in ("valid", "expired", "canceled")]
+    stream = noise + frames[0] + noise + frames[1] + frames[2] + noise
+    parser = FrameParser()
+    results = []
+    start = 0
+    for cut in sorted({min(c, len(stream)) for c in cuts}) + [len(stream)]:
+        results += parser.feed(stream[start:cut])
+        start = cut
+    assert [payload for payload, _ in results] == [frame[1:-3] for frame in frames]

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.scale import (
     Scale,
@@ -174,3 +176,18 @@ async def test_silent_indicator_is_lost_once_and_recovers(tmp_path: Path) -> Non
                 await task
     assert [h.up for h in health] == [True, False, True]
     assert "no data for 0.2 s" in health[1].detail
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=180), max_size=40))
+def test_any_split_of_the_field_recording_gives_the_same_frames(
+    shared_data: Path, cuts: list[int]
+) -> None:
+    raw = (shared_data / "field/scale/test.dat").read_bytes()
+    whole = ToledoParser().feed(raw)
+    parser = ToledoParser()
+    pieces = []
+    start = 0
+    for cut in sorted(set(cuts)) + [len(raw)]:
+        pieces += parser.feed(raw[start:cut])
+        start = max(start, cut)
+    assert pieces == whole and len(whole) == 9
