@@ -27,7 +27,7 @@ def reader_config(port: int, **overrides: object) -> LlrpReaderConfig:
         "host": "127.0.0.1",
         "port": port,
         "antennas": [1, 2],
-        "watchdog_s": 0.6,
+        "watchdog_s": 0.8,
         "keepalive_s": 0.1,
         "backoff_cap_s": 0.3,
         "dedupe_window_s": 0.2,
