@@ -18,8 +18,11 @@ from ocr.iso6346 import is_valid_container_number
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CONTAINERS = 2
-# Numbers this many characters apart or fewer are taken as two readings of one container.
+# Numbers this many characters apart or fewer are taken as two readings of one container...
 NEAR_DISTANCE = 3
+# ...unless each is read on at least this many images: the same misread twice from different
+# cameras is unlikely, while two 20' containers with neighbouring serials are not.
+INDEPENDENT_SUPPORT = 2
 
 
 @dataclass
@@ -66,7 +69,14 @@ def fuse(reads: Iterable[ContainerRead], lane: str | None = None) -> list[FusedC
     kept: list[_Cluster] = []
     extra: list[_Cluster] = []
     for cluster in ordered:
-        near = next((k for k in kept if distance(k.number, cluster.number) <= NEAR_DISTANCE), None)
+        near = next(
+            (
+                k for k in kept
+                if distance(k.number, cluster.number) <= NEAR_DISTANCE
+                and min(len(k.reads), len(cluster.reads)) < INDEPENDENT_SUPPORT
+            ),
+            None,
+        )
         if near is not None:
             near.disagreeing.extend((r.image, r.confidence) for r in cluster.reads)
         elif len(kept) < MAX_CONTAINERS:

@@ -56,6 +56,16 @@ def test_one_against_one_is_doubtful() -> None:
     assert fused[0].confidence < 0.6
 
 
+def test_neighbouring_serials_each_seen_twice_are_two_containers() -> None:
+    # Two 20' boxes with consecutive serials (two characters apart with the check digit).
+    fused = fuse([
+        _read("a", "CSQU3054383"), _read("b", "CSQU3054383"),
+        _read("c", "CSQU3054399"), _read("d", "CSQU3054399"),
+    ])
+    assert sorted(f.container_number for f in fused) == ["CSQU3054383", "CSQU3054399"]
+    assert all(f.disagreeing_images == () for f in fused)
+
+
 def test_invalid_errored_and_empty_reads_do_not_vote() -> None:
     assert fuse([]) == []
     fused = fuse([
