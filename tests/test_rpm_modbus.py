@@ -250,3 +250,9 @@ async def test_recordings_replayed_into_the_modbus_monitor(
     assert [s.occupancy_id for s in scans] == [109, 110, 111, 17, 18]
     assert all(s.complete and s.monitor_gamma_alarm and s.gamma_alarm for s in scans[:3])
     assert all(s.clean for s in scans[3:]), [s.peak_gamma_sigma for s in scans[3:]]
+
+
+def test_lane_sigma_overrides_the_site_default() -> None:
+    site_default = open_monitor("1", config(1), sigma=6.0)
+    lane_own = open_monitor("1", config(1).model_copy(update={"sigma": 4.5}), sigma=6.0)
+    assert site_default.sigma == 6.0 and lane_own.sigma == 4.5
