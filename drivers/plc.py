@@ -45,6 +45,7 @@ class PlcState:
     exit_loop: bool = False
     photo_eye: bool = False
     container_present: bool | None = None  # None: no presence sensor fitted
+    container_count: int | None = None  # None: no profile scanner fitted
     barrier_status: int = 0
     barrier_position: int = 0
     healthy: bool = False
@@ -221,13 +222,21 @@ class GatePlc:
             bits = await self._connection.read_discrete_inputs(address, count)
             inputs.update(zip(range(address, address + count), bits, strict=True))
         registers: dict[int, int] = {}
-        for address, count in read_plan([(regs.barrier_status, 1), (regs.barrier_position, 1),
-                                         (regs.heartbeat, 1)]):
+        wanted_registers = [(regs.barrier_status, 1), (regs.barrier_position, 1),
+                            (regs.heartbeat, 1)]
+        if regs.container_count is not None:
+            wanted_registers.append((regs.container_count, 1))
+        for address, count in read_plan(wanted_registers):
             values = await self._connection.read_holding_registers(address, count)
             registers.update(zip(range(address, address + count), values, strict=True))
         position = registers[regs.barrier_position]
         if position > 100:
             raise ModbusError("bad_value", f"{self.where}: barrier position {position} % > 100")
+        if regs.container_count is not None and registers[regs.container_count] > 2:
+            raise ModbusError(
+                "bad_value",
+                f"{self.where}: container count {registers[regs.container_count]} > 2",
+            )
         return inputs, registers
 
     async def _process(self, inputs: dict[int, bool], registers: dict[int, int]) -> None:
@@ -244,12 +253,16 @@ class GatePlc:
             container_present=(
                 None if regs.container_present is None else inputs[regs.container_present]
             ),
+            container_count=(
+                None if regs.container_count is None else registers[regs.container_count]
+            ),
             barrier_status=registers[regs.barrier_status],
             barrier_position=registers[regs.barrier_position],
             healthy=self._state.healthy,
         )
         old, self._state = self._state, new
-        for name in ("entry_loop", "exit_loop", "photo_eye", "container_present", "barrier"):
+        for name in ("entry_loop", "exit_loop", "photo_eye", "container_present",
+                     "container_count", "barrier"):
             if getattr(old, name) != getattr(new, name):
                 self._changed(name, getattr(new, name))
 

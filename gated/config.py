@@ -160,6 +160,11 @@ class PlcRegisterMap(Strict):
         default=100,
         description="Holding register: 16 open, 17 closed, 32 opening, 33 closing, other fault.",
     )
+    container_count: Address | None = Field(
+        default=103,
+        description="Holding register: containers the profile scanner counts on the chassis "
+        "(0, 1 or 2; two 20-foot containers show a gap); null if no scanner is fitted.",
+    )
     barrier_position: Address = Field(
         default=101, description="Holding register: barrier position 0-100 %."
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -26,19 +27,33 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class OcrService:
-    """The OCR port of the lanes: reads with the configured engine and threshold."""
+    """The OCR port of the lanes. Picklable: `read` runs in the OCR worker processes, which
+    keeps image work off the event loop's interpreter lock."""
 
     def __init__(self, config: SiteConfig) -> None:
-        import ocr
-
-        self._ocr = ocr
         self._min_confidence = config.ocr.min_confidence
 
     def read(self, path: str, camera: str | None) -> ContainerRead:
-        return self._ocr.read_image(path, camera, min_confidence=self._min_confidence)
+        import ocr
+
+        return ocr.read_image(path, camera, min_confidence=self._min_confidence)
 
     def fuse(self, reads: Sequence[ContainerRead]) -> list[FusedContainer]:
-        return list(self._ocr.fuse(list(reads)))
+        import ocr
+
+        return list(ocr.fuse(list(reads)))
+
+
+def _warm_up_ocr() -> None:
+    """Load the OCR modules and the engine in a worker before the first truck needs them."""
+    import numpy
+
+    import ocr
+
+    ocr.read_image(numpy.zeros((64, 64), dtype=numpy.uint8))
+
+
+OCR_WORKERS = 2
 
 
 class CredentialService:
@@ -103,7 +118,12 @@ class Daemon:
         self.health = HealthBoard()
         self.metrics = Metrics()
         self.health.subscribe(self._count_health)
-        self.ocr_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ocr")
+        # spawned, not forked: the daemon has threads (sllurp, paho) a fork would copy badly
+        self.ocr_executor = ProcessPoolExecutor(
+            max_workers=OCR_WORKERS, mp_context=multiprocessing.get_context("spawn")
+        )
+        for _ in range(OCR_WORKERS):
+            self.ocr_executor.submit(_warm_up_ocr)
         self.lanes: dict[str, LaneRunner] = {}
         self.services: list[Service] = []
         self._closers: list[Any] = []
@@ -148,7 +168,8 @@ class Daemon:
         def plc_changed(_change: Any) -> None:
             state = plc.state
             runner_box[0].on_plc(PlcInputs(
-                state.entry_loop, state.exit_loop, state.photo_eye, state.container_present
+                state.entry_loop, state.exit_loop, state.photo_eye, state.container_present,
+                state.container_count,
             ))
 
         def occupancy(occupied: bool) -> None:

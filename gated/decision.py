@@ -57,6 +57,7 @@ class Evidence:
     containers: tuple[FusedContainer, ...] = ()
     unreadable_container_seen: bool = False  # a code region found but not read with confidence
     container_sensed: bool | None = None  # the lane's presence sensor; None: no sensor
+    container_count: int | None = None  # containers the profile scanner counted; None: none
     images_captured: int = 0
     images_pending: bool = False  # pictures taken but not read before the deadline
     truck: TruckFact | None = None
@@ -207,6 +208,18 @@ def _containers(
                 )
             )
 
+    count = evidence.container_count
+    if count is not None and evidence.containers and not evidence.images_pending:
+        if len(evidence.containers) < count:
+            trouble.append(
+                Reason("container_unreadable",
+                       f"{count} containers on the chassis, {len(evidence.containers)} read")
+            )
+        elif len(evidence.containers) > count:
+            trouble.append(
+                Reason("container_count_mismatch",
+                       f"{len(evidence.containers)} numbers read, the scanner counted {count}")
+            )
     if evidence.containers and evidence.container_sensed is False:
         trouble.append(
             Reason("container_not_sensed",

@@ -74,6 +74,7 @@ class Visit:
     last_input_mono: float = 0.0
     exit_seen: bool = False
     container_sensed: bool | None = None  # None until a presence sensor reports
+    container_count: int | None = None  # None until a profile scanner reports
 
 
 @dataclass(frozen=True)
@@ -278,8 +279,12 @@ class LaneRunner:
             visit = self.visit
         if visit is None:
             return
-        if visit.state is TransactionState.IDENTIFYING and inputs.container_present is not None:
-            visit.container_sensed = bool(visit.container_sensed) or inputs.container_present
+        if visit.state is TransactionState.IDENTIFYING:
+            if inputs.container_present is not None:
+                visit.container_sensed = bool(visit.container_sensed) or inputs.container_present
+            if inputs.container_count is not None:
+                visit.container_count = max(visit.container_count or 0, inputs.container_count)
+                visit.container_sensed = bool(visit.container_sensed) or inputs.container_count > 0
         if visit.state is TransactionState.LEAVING:
             if inputs.exit_loop:
                 visit.exit_seen = True
@@ -454,6 +459,7 @@ class LaneRunner:
             containers=tuple(visit.fused),
             unreadable_container_seen=unreadable_seen,
             container_sensed=visit.container_sensed,
+            container_count=visit.container_count,
             images_captured=visit.images_captured,
             images_pending=not visit.images_done,
             truck=truck,

@@ -21,6 +21,7 @@ class PlcInputs:
     exit_loop: bool
     photo_eye: bool
     container_present: bool | None = None  # None: no presence sensor at this lane
+    container_count: int | None = None  # None: no profile scanner at this lane
 
 
 class BarrierPort(Protocol):

@@ -48,6 +48,7 @@ class SimulatedPlc(SimulatedModbusDevice):
         self.exit_loop = False
         self.photo_eye = False  # True: beam blocked
         self.container_present = False  # the light curtain at container height is broken
+        self.container_count = 0  # containers the profile scanner counts
         self.position = 0.0  # % open
         self.status = BarrierStatus.CLOSED.value
         self.light: str | None = None
@@ -68,6 +69,11 @@ class SimulatedPlc(SimulatedModbusDevice):
 
     def set_container_present(self, present: bool) -> None:
         self.container_present = present
+
+    def set_containers(self, count: int) -> None:
+        """The truck at the stop line carries `count` containers (light curtain and profile)."""
+        self.container_count = count
+        self.container_present = count > 0
 
     def set_photo_eye(self, blocked: bool) -> None:
         self.photo_eye = blocked
@@ -115,8 +121,10 @@ class SimulatedPlc(SimulatedModbusDevice):
                     regs.green_light_coil) + 1
         inputs = max(regs.entry_loop, regs.exit_loop, regs.photo_eye,
                      regs.container_present or 0) + 1
-        first = min(regs.barrier_status, regs.barrier_position, regs.heartbeat)
-        last = max(regs.barrier_status, regs.barrier_position, regs.heartbeat)
+        holding = [regs.barrier_status, regs.barrier_position, regs.heartbeat]
+        if regs.container_count is not None:
+            holding.append(regs.container_count)
+        first, last = min(holding), max(holding)
         return (
             [SimData(0, values=[False] * _round16(coils), datatype=DataType.BITS)],
             [SimData(0, values=[False] * _round16(inputs), datatype=DataType.BITS)],
@@ -143,6 +151,8 @@ class SimulatedPlc(SimulatedModbusDevice):
         position = 250 if self.bad_values else round(self.position)
         await self.write(FC_HOLDING_REGISTERS, regs.barrier_position, [position])
         await self.write(FC_HOLDING_REGISTERS, regs.heartbeat, [self.heartbeat])
+        if regs.container_count is not None:
+            await self.write(FC_HOLDING_REGISTERS, regs.container_count, [self.container_count])
 
     async def _take_commands(self) -> None:
         regs = self.registers

@@ -178,7 +178,7 @@ class World:
         await self._sleep(TO_PEDESTAL_S)
 
         if rig.plc is not None:
-            rig.plc.set_container_present(bool(truck.containers))
+            rig.plc.set_containers(len(truck.containers))
             rig.plc.set_entry_loop(True)
         if rig.scale is not None:
             rig.scale.drive_on(truck.gross_kg)
@@ -195,7 +195,7 @@ class World:
             if rig.plc is not None:
                 rig.plc.set_entry_loop(False)
         if rig.plc is not None:
-            rig.plc.set_container_present(False)
+            rig.plc.set_containers(0)
         if rig.scale is not None:
             rig.scale.drive_off()
         if self.cameras is not None:

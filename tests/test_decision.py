@@ -119,6 +119,16 @@ def test_bobtail_needs_a_pickup() -> None:
     assert "no_container_no_pickup" in codes(replace(nothing, appointments=(other_truck,)))
 
 
+def test_profile_scanner_counts_the_containers() -> None:
+    one_of_two = clean(container_count=2)
+    assert codes(one_of_two) == {"container_unreadable"}
+    assert "container_count_mismatch" in codes(
+        clean(container_count=1, containers=(container("TGHU7870036"),
+                                             container("CSQU3054383")),
+              appointments=(appointment("TGHU7870036"), appointment("CSQU3054383"))))
+    assert decide(clean(container_count=1)).decision is Decision.PROCEED
+
+
 def test_presence_sensor_tells_unreadable_from_empty() -> None:
     pickup = appointment("MSCU1234565", direction="out")
     painted_over = clean(containers=(), appointments=(pickup,), container_sensed=True)
