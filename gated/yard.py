@@ -33,6 +33,7 @@ from gated.events import queue_move
 _LOGGER = logging.getLogger(__name__)
 
 TRUCK_VISIT_MAX_AGE = timedelta(hours=12)  # a gate-in older than this is not the truck's load
+POSITION_GAP_NOTE_S = 5.0  # a longer gap between fixes during a lift is noted on the move
 
 
 # --- geometry ---------------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class Lift:
     from_slot: YardSlot | None
     to_slot: YardSlot | None
     tags: tuple[TagSighting, ...]  # strongest first
+    position_gap_s: float = 0.0  # longest time without a fix while the spreader was locked
 
 
 @dataclass
@@ -159,6 +161,8 @@ class LiftTracker:
         self._recent: collections.deque[TagRead] = collections.deque(maxlen=1000)
         self._pick: PositionFix | None = None
         self._locked: bool | None = None
+        self._last_fix: datetime | None = None
+        self._gap_s = 0.0
         self._seen: dict[str, _Sighting] = {}
 
     @property
@@ -175,8 +179,12 @@ class LiftTracker:
 
     def on_fix(self, fix: PositionFix) -> Lift | None:
         was_locked, self._locked = self._locked, fix.locked
+        if self._pick is not None and self._last_fix is not None:
+            self._gap_s = max(self._gap_s, (fix.at - self._last_fix).total_seconds())
+        self._last_fix = fix.at
         if fix.locked and not was_locked:
             self._pick = fix
+            self._gap_s = 0.0
             self._seen = {}
             for read in self._recent:  # the tag answers as the spreader comes down onto it
                 if read.seen_at >= fix.at - self.lead:
@@ -196,6 +204,7 @@ class LiftTracker:
                 from_slot=self.geometry.slot_at(pick.x, pick.y, pick.z),
                 to_slot=self.geometry.slot_at(fix.x, fix.y, fix.z),
                 tags=tuple(tags),
+                position_gap_s=self._gap_s,
             )
         return None
 
@@ -331,6 +340,11 @@ def record_yard_move(
     unmatched event for a clerk, with every tag seen (unknown tags are flagged, not dropped).
     """
     resolution = resolve_lift(session, lift)
+    if lift.position_gap_s > POSITION_GAP_NOTE_S:
+        resolution.notes.append(
+            f"position unit silent for {lift.position_gap_s:.0f} s during the lift: check the"
+            " drop position"
+        )
     known_epcs = {resolution.truck_epc} if resolution.truck_epc else set()
     for tag in lift.tags:
         session.add(

@@ -121,6 +121,19 @@ def test_tracker_makes_a_lift() -> None:
     assert [t.epc for t in lift.tags] == [CONTAINER_EPC, TRUCK_EPC]
     assert lift.tags[0].rssi == -38 and lift.tags[0].count == 2
     assert tracker.on_fix(fix(TO_SLOT, False, 26.0)) is None
+    assert lift.position_gap_s == 10.0  # fixes at 10, 20 and 25 s while locked
+
+
+def test_position_gap_is_noted_on_the_move(sessions: sessionmaker[Session]) -> None:
+    tracker = LiftTracker("TP-07", GEOMETRY)
+    tracker.on_fix(fix(FROM_SLOT, True, 0.0))
+    tracker.on_read(read(CONTAINER_EPC, 0.5))
+    done = tracker.on_fix(fix(TO_SLOT, False, 40.0))  # the unit was away for 40 s
+    assert done is not None and done.position_gap_s == 40.0
+    with sessions.begin() as session:
+        assert record_yard_move(session, site="T1", lift=done) is not None
+    rows, _ = moves_and_events(sessions)
+    assert "silent for 40 s" in rows[0].details["notes"][0]
 
 
 # --- moves in the database --------------------------------------------------------------------
