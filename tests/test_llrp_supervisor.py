@@ -10,6 +10,7 @@ import pytest
 from hwsim.llrp import SimulatedReader
 from rfid import ReaderSupervisor
 from tests.llrp_helpers import EPC_LONG, EPC_TRUCK, Recorder, reader_config, supervised
+from tests.servers import free_port
 
 
 @pytest.fixture
@@ -211,4 +212,26 @@ async def test_incomplete_capabilities(reader):
         assert "GET_READER_CAPABILITIES_RESPONSE" in recorder.health[0].detail
         reader.faults.incomplete_capabilities = False
         await until_up_with_reads(recorder, 1)
+    assert recorder.states == [False, True]
+
+
+async def test_reader_not_listening_yet():
+    """Nothing listens at start: down once with the reason, up once the reader is there."""
+    recorder = Recorder()
+    port = free_port()
+    supervisor = ReaderSupervisor(
+        "late", reader_config(port), recorder.on_read, recorder.on_health, lane="2"
+    )
+    reader = SimulatedReader(port=port, tick_s=0.005)
+    try:
+        async with supervised(supervisor):
+            await recorder.until(lambda: recorder.states == [False])
+            assert "cannot connect" in recorder.health[0].detail
+            await asyncio.sleep(0.5)  # several attempts, still one report
+            assert recorder.states == [False]
+            await reader.start()
+            reader.field.show(EPC_TRUCK, antenna=1, rate=50)
+            await until_up_with_reads(recorder, 1)
+    finally:
+        await reader.stop()
     assert recorder.states == [False, True]
