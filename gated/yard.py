@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stdnum import iso6346
 
 from gated import models
-from gated.config import MachineConfig, YardBlock
+from gated.config import MachineConfig, YardBlock, YardConfig
 from gated.domain import DeviceHealth, Move, MoveKind, TagRead, utcnow
 from gated.events import queue_move
 
@@ -82,6 +82,41 @@ class YardGeometry:
                     (slot.tier - 1) * block.tier_height_m,
                 )
         raise KeyError(slot.block)
+
+
+def yard_problems(yard: YardConfig) -> list[str]:
+    """What is wrong with a yard configuration beyond field types (for check-config)."""
+    problems = []
+    names = [block.name for block in yard.blocks]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"yard block {name!r} is defined more than once")
+    for index, first in enumerate(yard.blocks):
+        for second in yard.blocks[index + 1 :]:
+            if _overlap(first, second):
+                problems.append(f"yard blocks {first.name!r} and {second.name!r} overlap")
+    ids = [machine.id for machine in yard.machines]
+    for machine_id in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(f"yard machine {machine_id!r} is defined more than once")
+    for machine in yard.machines:
+        url = urlsplit(machine.position_url)
+        try:
+            port = url.port
+        except ValueError:
+            port = None
+        if url.scheme != "tcp" or not url.hostname or not port:
+            problems.append(
+                f"yard machine {machine.id!r}: position_url {machine.position_url!r} is not"
+                " tcp://host:port"
+            )
+    return problems
+
+
+def _overlap(a: YardBlock, b: YardBlock) -> bool:
+    a_x, a_y = a.origin_x_m + a.bays * a.bay_length_m, a.origin_y_m + a.rows * a.row_width_m
+    b_x, b_y = b.origin_x_m + b.bays * b.bay_length_m, b.origin_y_m + b.rows * b.row_width_m
+    return (
+        a.origin_x_m < b_x and b.origin_x_m < a_x and a.origin_y_m < b_y and b.origin_y_m < a_y
+    )
 
 
 # --- position fixes and lifts -----------------------------------------------------------------
@@ -445,8 +480,9 @@ class YardMoveService:
         self.moves_written = 0
         self.lifts_unresolved = 0
         url = urlsplit(machine.position_url)
-        if url.scheme != "tcp" or not url.hostname or not url.port:
-            raise ValueError(f"machine {machine.id}: position_url must be tcp://host:port")
+        problems = yard_problems(YardConfig(machines=[machine]))
+        if problems or url.hostname is None or url.port is None:
+            raise ValueError("; ".join(problems) or f"machine {machine.id}: bad position_url")
         self._position_address = (url.hostname, url.port)
         self._bad_line_logged = False
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gated import models
-from gated.config import LlrpReaderConfig, MachineConfig, YardBlock
+from gated.config import LlrpReaderConfig, MachineConfig, YardBlock, YardConfig
 from gated.db import make_engine, session_factory, upgrade
 from gated.domain import DeviceHealth, Move, TagRead
 from gated.yard import (
@@ -25,6 +25,7 @@ from gated.yard import (
     container_from_epc,
     parse_position_line,
     record_yard_move,
+    yard_problems,
 )
 from hwsim.llrp import SimulatedReader
 from hwsim.position import PositionUnit, perform_lift
@@ -82,6 +83,27 @@ def test_slots_from_positions() -> None:
     for slot in (FROM_SLOT, TO_SLOT, YardSlot("B2", 4, 4, 3)):
         assert GEOMETRY.slot_at(*GEOMETRY.position_of(slot)) == slot
     assert str(TO_SLOT) == "A1-07-05-2"
+
+
+def test_yard_configuration_problems() -> None:
+    reader = LlrpReaderConfig(host="127.0.0.1")
+    yard = YardConfig(
+        blocks=[*BLOCKS, YardBlock(name="A1", origin_x_m=60.0, origin_y_m=10.0, bays=2, rows=2)],
+        machines=[
+            MachineConfig(id="TP-07", kind="top_pick", reader=reader, position_url="tcp://h:1"),
+            MachineConfig(id="TP-07", kind="rtg", reader=reader, position_url="http://h:1"),
+            MachineConfig(id="RS-1", kind="rtg", reader=reader, position_url="tcp://h:port"),
+        ],
+    )
+    problems = yard_problems(yard)
+    assert problems == [
+        "yard block 'A1' is defined more than once",
+        "yard blocks 'A1' and 'A1' overlap",
+        "yard machine 'TP-07' is defined more than once",
+        "yard machine 'TP-07': position_url 'http://h:1' is not tcp://host:port",
+        "yard machine 'RS-1': position_url 'tcp://h:port' is not tcp://host:port",
+    ]
+    assert yard_problems(YardConfig(blocks=BLOCKS)) == []
 
 
 def test_position_lines() -> None:
