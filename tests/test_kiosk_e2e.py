@@ -133,11 +133,17 @@ async def test_clerk_resolves_unreadable_container(
     context = await browser.new_context(viewport={"width": 1440, "height": 900})
     page = await context.new_page()
     failed_requests: list[str] = []
-    # the board's event stream is cut on every page change; anything else must not fail
+    # requests cut short by leaving a page (the board stream, lazy images) are not failures;
+    # anything else that fails or answers with an error (but the refused number, 422) is
     def request_failed(request: Any) -> None:
-        if "/api/board/stream" not in request.url:
-            failed_requests.append(request.url)
+        if request.failure != "net::ERR_ABORTED":
+            failed_requests.append(f"{request.url} {request.failure}")
 
+    def response(answer: Any) -> None:
+        if answer.status >= 400 and answer.status != 422:
+            failed_requests.append(f"{answer.url} {answer.status}")
+
+    page.on("response", response)
     page.on("requestfailed", request_failed)
     base = kiosk["url"]
     tx = kiosk["trouble_id"]
@@ -202,13 +208,46 @@ async def test_clerk_resolves_unreadable_container(
         (move.event_id, "BEAU2656931")
     ]
 
-    # the printable gate pass
+    # the printable gate pass, the move waiting for the TOS, the history
     await page.click("a:text('Printable page')")
     await page.wait_for_selector(".ticket .yard:text('A1-12-03-2')")
+    await page.screenshot(path=str(artifacts / "kiosk-ticket.png"))
+    await page.click("nav a:text('TOS moves')")
+    await page.wait_for_selector("td:text('BEAU2656931')")
+    await page.screenshot(path=str(artifacts / "kiosk-moves.png"))
+    await page.click("nav a:text('History')")
+    await page.fill("input[name=container]", "beau265")
+    await page.click("form.search button[type=submit]")
+    await page.wait_for_selector("td:text('BEAU2656931')")
+    assert await page.locator("table tbody tr").count() == 1
+    await page.screenshot(path=str(artifacts / "kiosk-history.png"))
 
     # back on the board the lane has moved on (live) and the queue is one shorter
     await page.goto(f"{base}/")
     await page.wait_for_selector(".lane.state-leaving")
     assert await page.locator("[data-queue] .queue-item").count() == 2
     assert failed_requests == []
+    await context.close()
+
+
+async def test_touch_screen_layout(kiosk: dict[str, Any], browser: Any, repo_root: Path) -> None:
+    """On a 1024 x 768 touch screen: one column, nothing wider than the screen, big targets."""
+    context = await browser.new_context(viewport={"width": 1024, "height": 768}, has_touch=True)
+    page = await context.new_page()
+    await page.goto(f"{kiosk['url']}/login")
+    await page.fill("input[name=username]", "super1")
+    await page.fill("input[name=password]", PASSWORDS["super1"])
+    await page.tap("button[type=submit]")
+    await page.wait_for_selector("[data-queue] .queue-item")
+    await page.tap("[data-queue] .queue-item >> nth=1")
+    await page.wait_for_selector("button[data-action=approve]")
+
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    for selector in ("button[data-action=approve]", "button[data-action=refuse]",
+                     "input[name=container_number]", "button.chip", "nav a"):
+        box = await page.locator(selector).first.bounding_box()
+        assert box is not None and box["height"] >= 44, selector
+    await page.screenshot(
+        path=str(repo_root / "test-artifacts" / "kiosk-transaction-touch.png"), full_page=True
+    )
     await context.close()

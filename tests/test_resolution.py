@@ -229,3 +229,25 @@ async def test_barrier_failure_is_reported_and_stops_printing(site: Any) -> None
     assert effects.calls == []
     # the decision stays on record: the move still goes to the TOS
     assert len(_outbox(sessions, "moves")) == 1
+
+
+async def test_two_containers_out_gate_give_two_gate_out_moves(site: Any) -> None:
+    config, sessions = site
+    transaction_id = _seed(sessions, config, lane="2", read="BEAU2656931")
+    resolver = Resolver(config, sessions, RecordingEffects())
+
+    with pytest.raises(ActionRefused, match="position is 0"):
+        await resolver.correct_container(CLERK, transaction_id, 2, "TGHU7870036", None)
+    await resolver.correct_container(CLERK, transaction_id, 1, "TGHU7870036", "rear read on AS")
+    outcome = await resolver.approve(CLERK, transaction_id, "both numbers read on images")
+
+    with sessions() as session:
+        moves = session.scalars(select(Move).order_by(Move.id)).all()
+        transaction = session.get_one(GateTransaction, transaction_id)
+        slots = [(c.position, c.container_number, c.source) for c in transaction.containers]
+    assert slots == [(0, "BEAU2656931", "ocr"), (1, "TGHU7870036", "clerk")]
+    assert [(m.kind, m.container_number) for m in moves] == [
+        ("gate_out", "BEAU2656931"),
+        ("gate_out", "TGHU7870036"),
+    ]
+    assert list(outcome.move_event_ids) == [m.event_id for m in moves]

@@ -298,6 +298,7 @@ def transaction_view(
                 "size_type": slot.size_type if slot else None,
                 "confidence": slot.confidence if slot else 0.0,
                 "source": slot.source if slot else "",
+                "seal": slot.seal if slot else None,
             }
             for position, slot in sorted(slots.items())
         ],
