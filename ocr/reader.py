@@ -246,20 +246,14 @@ def _with_unboxed_check_digit(
     gray: np.ndarray, blobs: tuple[Blob, ...], check: Glyph | None, engine: Engine
 ) -> Glyph | None:
     """When the check digit sits in a box, read the serial again with the digit cut out of
-    the box: that reading leads, and the reading of the whole box becomes its alternative
-    (the check digit arbitrates between them)."""
+    the box; the two readings of the check digit merge like two opinions (the check digit
+    arbitrates where they differ)."""
     wide = blobs[-1].w >= WIDE_FRAME * float(np.median([b.w for b in blobs[:-1]]))
     unboxed = unboxed_glyph_image(gray, blobs[-1], wide)
     if unboxed is None:
         return check
     line, slots = paste([glyph_image(gray, b) for b in blobs[:-1]] + [unboxed])
-    lead = _assign(engine.read_line(line, DIGITS), slots)[-1]
-    if lead is None or check is None:
-        return lead or check
-    alternatives = dict(lead.alternatives)
-    if check.text != lead.text:
-        alternatives[check.text] = max(alternatives.get(check.text, 0.0), check.confidence)
-    return Glyph(lead.text, lead.confidence, lead.x0, lead.x1, tuple(alternatives.items()))
+    return _merge(check, _assign(engine.read_line(line, DIGITS), slots)[-1])
 
 
 def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> CodeRead | None:
