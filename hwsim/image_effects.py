@@ -25,6 +25,7 @@ class Degradation:
     noise_sigma: float
     gain: float
     contrast: float
+    night: bool = False  # infrared flash at night: grey picture, bright centre, dark corners
 
     @staticmethod
     def draw(rng: np.random.Generator, difficulty: float) -> Degradation:
@@ -42,6 +43,7 @@ class Degradation:
             noise_sigma=maybe(0.5 + 0.5 * d, 2.0, 4.0 + 12 * d),
             gain=float(rng.uniform(1 - 0.35 * d, 1 + 0.25 * d)),
             contrast=float(rng.uniform(1 - 0.45 * d, 1.0)),
+            night=bool(rng.random() < 0.08 + 0.12 * d),
         )
 
 
@@ -105,6 +107,15 @@ def degrade(
         mask = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         image *= 1 - degradation.shadow * mask[..., None]
         applied.append(f"shadow:{degradation.shadow:.2f}")
+
+    if degradation.night:
+        luminance = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        small_h, small_w = h // 8, w // 8
+        ys, xs = np.ogrid[:small_h, :small_w]
+        radius = np.hypot((xs - small_w / 2) / small_w, (ys - small_h / 2) / small_h)
+        falloff = cv2.resize((1.15 - 1.1 * radius**2).astype(np.float32), (w, h))
+        image = cv2.cvtColor(luminance * falloff, cv2.COLOR_GRAY2BGR)
+        applied.append("night")
 
     if degradation.glare:
         gx = rx + rw * rng.uniform(-0.2, 1.2)

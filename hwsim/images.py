@@ -69,7 +69,7 @@ _LAYOUT_WEIGHTS = {
 
 
 def available_fonts() -> tuple[str, ...]:
-    """Font names usable here: the Hershey fonts always, DejaVu TTFs when installed."""
+    """Font names usable here: OpenCV's own fonts always, DejaVu TTFs when installed."""
     ttf = tuple(name for name, file in TTF_FONTS.items() if (FONT_DIR / file).is_file())
     return tuple(HERSHEY_FONTS) + ttf
 
@@ -170,8 +170,29 @@ def random_spec(
 
 @functools.lru_cache(maxsize=4096)
 def _glyph(font: str, char: str, height: int, weight: int, condense: float) -> np.ndarray:
-    """The ink of one character as a uint8 mask, cropped, scaled to `height` pixels and
-    narrowed by `condense` (container stencils are narrower than book type)."""
+    """The ink of one character as a uint8 mask whose capital height is `height` pixels,
+    narrowed by `condense` (container stencils are narrower than book type). A tail below
+    the baseline (Q) makes the mask taller; every mask's top is the capitals' top."""
+    capital = _ink(font, "H", height, weight)
+    narrow = 1.0
+    if char == "0" and font in HERSHEY_FONTS:
+        # OpenCV 5 draws these fonts' zero slashed, which stencils never are: a narrowed O
+        # is what a container's zero looks like (and why O and 0 are confused)
+        char, narrow = "O", 0.8
+    ink = _ink(font, char, height, weight)
+    cx, cy, cw, ch = cv2.boundingRect(capital)
+    x, y, w, h = cv2.boundingRect(ink)
+    if w == 0 or h == 0:
+        raise ValueError(f"font {font} has no ink for {char!r}")
+    top, bottom = min(cy, y), max(cy + ch, y + h)
+    factor = height / ch
+    condense *= narrow
+    size = (max(2, round(w * factor * condense)), max(2, round((bottom - top) * factor)))
+    return cv2.resize(ink[top:bottom, x : x + w], size, interpolation=cv2.INTER_AREA)
+
+
+def _ink(font: str, char: str, height: int, weight: int) -> np.ndarray:
+    """`char` drawn at about `height` pixels on a blank canvas, always at the same origin."""
     canvas = np.zeros((height * 3, height * 3), np.uint8)
     origin = (height // 2, height * 2)
     if font in HERSHEY_FONTS:
@@ -180,14 +201,8 @@ def _glyph(font: str, char: str, height: int, weight: int, condense: float) -> n
         scale = cv2.getFontScaleFromHeight(face, height, thickness)
         cv2.putText(canvas, char, origin, face, scale, 255, thickness, cv2.LINE_AA)
     else:
-        face_ttf = _ttf(font)
-        cv2.putText(canvas, char, origin, 255, face_ttf, int(height * 1.35), 400 + 200 * weight)
-    x, y, w, h = cv2.boundingRect(canvas)
-    if w == 0 or h == 0:
-        raise ValueError(f"font {font} has no ink for {char!r}")
-    ink = canvas[y : y + h, x : x + w]
-    width = max(2, round(w * height / h * condense))
-    return cv2.resize(ink, (width, height), interpolation=cv2.INTER_AREA)
+        cv2.putText(canvas, char, origin, 255, _ttf(font), int(height * 1.35), 400 + 200 * weight)
+    return canvas
 
 
 @functools.lru_cache(maxsize=16)
