@@ -512,3 +512,29 @@ def test_image_size_from_headers(tmp_path: Path) -> None:
     assert image_size(tmp_path / "a.png") == (53, 37)
     assert image_size(tmp_path / "a.txt") is None
     assert image_size(tmp_path / "missing.jpg") is None
+
+
+def test_lane_board_accepts_health_objects_and_partial_rows() -> None:
+    from gated.domain import DeviceHealth
+    from gated.kiosk.views import normalise_lane
+
+    lane = normalise_lane(
+        {
+            "lane": "7",
+            "state": "IDENTIFYING",
+            "truck": None,
+            "containers": ["MSKU6011672", None],
+            "devices": [
+                DeviceHealth("7", "plc", False, "no heartbeat"),
+                {"device": "rpm", "up": 1},
+            ],
+        }
+    )
+    assert lane["state"] == "identifying"
+    assert lane["containers"] == ["MSKU6011672", "not read"]
+    assert lane["devices"] == [
+        {"device": "plc", "up": False, "detail": "no heartbeat"},
+        {"device": "rpm", "up": True, "detail": ""},
+    ]
+    assert lane["devices_down"] == 1
+    assert normalise_lane({})["lane"] == "?"

@@ -57,6 +57,10 @@ def reason_texts(reasons: list[Any] | None) -> list[str]:
 # --- lane board and trouble queue --------------------------------------------------------------
 
 
+def _field(item: Any, key: str) -> Any:
+    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+
+
 def normalise_lane(raw: dict[str, Any]) -> dict[str, Any]:
     """One lane of the runner's board in the shape the page draws; tolerant of missing keys."""
     devices = raw.get("devices") or []
@@ -65,14 +69,14 @@ def normalise_lane(raw: dict[str, Any]) -> dict[str, Any]:
             {"device": name, **(value if isinstance(value, dict) else {"up": bool(value)})}
             for name, value in devices.items()
         ]
+    # dicts from JSON, or `gated.domain.DeviceHealth` objects straight from the health board
     device_rows = [
         {
-            "device": str(d.get("device") or d.get("name") or "?"),
-            "up": bool(d.get("up")),
-            "detail": str(d.get("detail") or ""),
+            "device": str(_field(d, "device") or _field(d, "name") or "?"),
+            "up": bool(_field(d, "up")),
+            "detail": str(_field(d, "detail") or ""),
         }
         for d in devices
-        if isinstance(d, dict)
     ]
     truck = raw.get("truck")
     if isinstance(truck, dict):
