@@ -538,3 +538,28 @@ def test_lane_board_accepts_health_objects_and_partial_rows() -> None:
     ]
     assert lane["devices_down"] == 1
     assert normalise_lane({})["lane"] == "?"
+
+
+def test_lane_board_from_runners_and_health() -> None:
+    from gated.domain import DeviceHealth
+    from gated.health import HealthBoard
+    from gated.kiosk.board import lane_board
+    from gated.kiosk.views import normalise_lane
+
+    class Runner:
+        def __init__(self, lane: str, state: str) -> None:
+            self.lane, self.state = lane, state
+
+        def board(self) -> dict[str, Any]:
+            return {"lane": self.lane, "state": self.state, "transaction_id": None}
+
+    health = HealthBoard()
+    health.report(DeviceHealth("1", "plc", True))
+    health.report(DeviceHealth("2", "rpm", False, "heartbeat stopped"))
+    board = lane_board({"1": Runner("1", "idle"), "2": Runner("2", "trouble")}, health)
+    rows = [normalise_lane(row) for row in board()]
+    assert [(r["lane"], r["state"], r["devices_down"]) for r in rows] == [
+        ("1", "idle", 0),
+        ("2", "trouble", 1),
+    ]
+    assert rows[1]["devices"][0]["detail"] == "heartbeat stopped"
