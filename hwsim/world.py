@@ -230,10 +230,10 @@ class World:
         rig = self.rigs.get(fault.lane)
         _LOGGER.info("fault %s on lane %s for %.1f s", fault.kind, fault.lane, fault.duration)
         if fault.kind == "reader_disconnect" and rig and rig.reader is not None:
-            rig.reader.faults.refuse_connections = True
+            rig.reader.faults.refuse = True
             rig.reader.drop_connection()
             await self._sleep(fault.duration)
-            rig.reader.faults.refuse_connections = False
+            rig.reader.faults.refuse = False
         elif fault.kind == "rpm_fault" and rig and rig.rpm is not None:
             rig.rpm.set_fault(True)
             await self._sleep(fault.duration)
