@@ -250,4 +250,9 @@ async def test_touch_screen_layout(kiosk: dict[str, Any], browser: Any, repo_roo
     await page.screenshot(
         path=str(repo_root / "test-artifacts" / "kiosk-transaction-touch.png"), full_page=True
     )
+
+    # the supervisor's page: users and the audit log
+    await page.tap("nav a:text('Admin')")
+    await page.wait_for_selector("td:text('clerk1')")
+    await page.screenshot(path=str(repo_root / "test-artifacts" / "kiosk-admin.png"))
     await context.close()
