@@ -8,6 +8,7 @@ a crash in between leaves a decision on record and a closed barrier, which is th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -336,10 +337,12 @@ class Resolver:
         config: SiteConfig,
         session_factory: sessionmaker[Session] | Callable[[], Session],
         effects: LaneEffects,
+        effect_timeout_s: float = 15.0,
     ) -> None:
         self._config = config
         self._session_factory = session_factory
         self._effects = effects
+        self._effect_timeout_s = effect_timeout_s
 
     def _apply(self, step: Callable[[Session], Outcome]) -> tuple[Outcome, str]:
         with self._session_factory() as session, session.begin():
@@ -408,7 +411,22 @@ class Resolver:
         decision is on record and the lane keeps its barrier closed on its own."""
         for effect in effects:
             try:
-                await effect()
+                async with asyncio.timeout(self._effect_timeout_s):
+                    await effect()
+            except TimeoutError:
+                _LOGGER.warning(
+                    "transaction %s: lane did not confirm %s within %s s",
+                    outcome.transaction_id,
+                    outcome.action,
+                    self._effect_timeout_s,
+                )
+                return Outcome(
+                    outcome.transaction_id,
+                    outcome.action,
+                    outcome.message,
+                    outcome.move_event_ids,
+                    (f"no answer from the lane within {self._effect_timeout_s:g} s",),
+                )
             except Exception as exc:  # a lane device error must reach the clerk, not crash
                 _LOGGER.warning(
                     "transaction %s: lane effect of %s failed: %s",

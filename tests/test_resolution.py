@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,3 +252,18 @@ async def test_two_containers_out_gate_give_two_gate_out_moves(site: Any) -> Non
         ("gate_out", "TGHU7870036"),
     ]
     assert list(outcome.move_event_ids) == [m.event_id for m in moves]
+
+
+async def test_a_lane_that_never_answers_is_reported(site: Any) -> None:
+    config, sessions = site
+    transaction_id = _seed(sessions, config, read="BEAU2656931")
+
+    class StuckLane(RecordingEffects):
+        async def open_barrier(self, lane: str, transaction_id: int) -> None:
+            await asyncio.Event().wait()
+
+    effects = StuckLane()
+    resolver = Resolver(config, sessions, effects, effect_timeout_s=0.05)
+    outcome = await resolver.approve(CLERK, transaction_id, "read on image")
+    assert outcome.effect_errors == ("no answer from the lane within 0.05 s",)
+    assert effects.calls == []  # no ticket for a barrier that did not confirm
