@@ -28,7 +28,7 @@ def _with_even_parity(data: bytes) -> bytes:
 def toledo_frame(
     gross_kg: float, *, motion: bool, over_range: bool = False, checksum: bool = True
 ) -> bytes:
-    """A gross weight in kg, integer kilograms (SWA decimal code 2, increment 1)."""
+    """A gross weight in kg, integer kilograms (SWA: decimal code 2, increment x1)."""
     weight = round(abs(gross_kg))
     swb = 0x20 | 0x10  # always-one bit, kg
     if gross_kg < 0:
@@ -38,7 +38,7 @@ def toledo_frame(
         weight = min(weight, 999_999)
     if motion:
         swb |= 0x08
-    frame = bytes([0x02, 0x22, swb, 0x20]) + f"{weight:06d}000000".encode("ascii") + b"\r"
+    frame = bytes([0x02, 0x2A, swb, 0x20]) + f"{weight:06d}000000".encode("ascii") + b"\r"
     return frame + bytes([toledo_checksum(frame)]) if checksum else frame
 
 
