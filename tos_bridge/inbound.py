@@ -1,0 +1,152 @@
+"""TOS commands in: each is validated, applied in its own transaction, then acknowledged.
+
+The gate sends the PUBACK of a command itself (paho `manual_ack`) once the command is in the
+database or refused, so a crash in between leaves the broker to deliver it again. Acks of
+moves are applied in batches; replies and PUBACKs keep the order the commands came in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gated import outbox
+from gated.config import SiteConfig
+from tos_bridge import mqtt
+from tos_bridge.commands import ERRORS_TOPIC, AckCommand, CommandRejected, parse_command
+from tos_bridge.publisher import Publisher, Sent
+from tos_bridge.store import apply_acks, apply_command
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message heard on `tos/#`, with the connection it came on."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class CommandCounts:
+    applied: int = 0
+    refused: int = 0
+    moves_acked: int = 0  # moves newly acknowledged
+    ack_ids: int = 0  # event ids in acks, repeats included (the TOS's pace)
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        config: SiteConfig,
+        sessions: sessionmaker[Session],
+        publisher: Publisher,
+        acknowledge: Callable[[Inbound], None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._config = config
+        self._sessions = sessions
+        self._publisher = publisher
+        self._acknowledge = acknowledge
+        self._clock = clock
+        self._topics = mqtt.Topics(config)
+        self.counts = CommandCounts()
+
+    def handle(self, items: Iterable[Inbound]) -> None:
+        acks: list[tuple[Inbound, AckCommand]] = []
+        for item in items:
+            kind = self._topics.command_kind(item.topic)
+            command: Any = None
+            rejected: CommandRejected | None = None
+            if kind is not None and kind != ERRORS_TOPIC:
+                try:
+                    command = parse_command(
+                        kind, item.payload, self._config.mqtt.max_command_bytes
+                    )
+                except CommandRejected as exc:
+                    rejected = exc
+            if isinstance(command, AckCommand):
+                acks.append((item, command))
+                continue
+            self._apply_acks(acks)
+            acks = []
+            if kind is None or kind == ERRORS_TOPIC:  # our replies (3.1.1 has no no-local)
+                self._acknowledge(item)
+            elif rejected is not None:
+                self._reject(item, kind, rejected)
+            else:
+                self._apply_one(item, kind, command)
+        self._apply_acks(acks)
+
+    def _apply_one(self, item: Inbound, kind: str, command: Any) -> None:
+        try:
+            with self._sessions.begin() as session:
+                apply_command(session, command, self._clock())
+        except CommandRejected as exc:
+            self._reject(item, kind, exc)
+            return
+        except SQLAlchemyError as exc:
+            _LOGGER.warning(
+                "site %s: TOS command on tos/%s not applied: %s",
+                self._config.site_id,
+                kind,
+                str(exc),
+            )
+            failure = CommandRejected("not_applied", exc.__class__.__name__, command.command_id)
+            self._reject(item, kind, failure)
+            return
+        self.counts.applied += 1
+        self._acknowledge(item)
+
+    def _apply_acks(self, acks: list[tuple[Inbound, AckCommand]]) -> None:
+        if not acks:
+            return
+        ids = list(dict.fromkeys(i for _, command in acks for i in command.all_ids()))
+        with self._sessions.begin() as session:
+            newly, unknown = apply_acks(session, ids, self._clock())
+        self.counts.moves_acked += newly
+        self.counts.ack_ids += len(ids)
+        missing = set(unknown)
+        for item, command in acks:
+            strange = [i for i in command.all_ids() if i in missing]
+            if strange:
+                detail = f"no move with event id {', '.join(strange[:5])}"
+                failure = CommandRejected("unknown_event", detail, command.command_id)
+                self._reject(item, "acks", failure)
+            else:
+                self.counts.applied += 1
+                self._acknowledge(item)
+
+    def _reject(self, item: Inbound, kind: str, exc: CommandRejected) -> None:
+        """Answer on tos/errors, count, acknowledge: the command changed nothing."""
+        self.counts.refused += 1
+        # strings only in the log record: a kept exception would keep this handler alive
+        _LOGGER.warning(
+            "site %s: TOS command on tos/%s refused: %s: %s",
+            self._config.site_id,
+            kind[:64],
+            exc.code,
+            exc.detail,
+        )
+        body = {
+            "type": "command_error",
+            "topic": item.topic[:255],
+            "command_id": exc.command_id,
+            "error": exc.code,
+            "detail": exc.detail[:1000],
+        }
+        payload = outbox.envelope(site=self._config.site_id, lane=None, body=body)
+        sent = Sent("direct", 0, str(payload["event_id"]), f"tos/{ERRORS_TOPIC}")
+        self._publisher.publish(sent, json.dumps(payload, separators=(",", ":")))
+        self._acknowledge(item)
