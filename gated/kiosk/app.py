@@ -36,8 +36,13 @@ _LOGGER = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 COOKIE = "gated_kiosk"
 LOGIN_NONCE_COOKIE = "gated_kiosk_login"
-PUBLIC_PATHS = frozenset({"/login", "/static/kiosk.css", "/static/kiosk.js"})
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+STATIC_FILES = ("kiosk.css", "kiosk.js", "favicon.svg")
+PUBLIC_PATHS = frozenset({"/login", *(f"/static/{name}" for name in STATIC_FILES)})
+STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -96,7 +101,7 @@ class Kiosk:
         self.templates.filters["when"] = _format_time
         self.templates.filters["kg"] = lambda v: "" if v is None else f"{v:,.0f} kg"
         self.static = {
-            name: (HERE / "static" / name).read_bytes() for name in ("kiosk.css", "kiosk.js")
+            name: (HERE / "static" / name).read_bytes() for name in STATIC_FILES
         }
 
     # --- rendering ----------------------------------------------------------------------
