@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jsonschema
 import yaml
@@ -31,7 +31,6 @@ from gated.db import make_engine, session_factory, upgrade
 from gated.domain import utcnow
 from gated.events import move_event, queue_move
 from gated.outbox import add_event, envelope
-from tests.servers import Mosquitto
 from tos_bridge import TosBridge
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +44,12 @@ SCHEMA_BY_TYPE = {
 }
 
 
-def site_config(tmp_path: Path, broker: Mosquitto, **mqtt: Any) -> SiteConfig:
+class Broker(Protocol):
+    host: str
+    port: int
+
+
+def site_config(tmp_path: Path, broker: Broker, **mqtt: Any) -> SiteConfig:
     """The example site on a SQLite file in tmp_path, talking to the test's broker."""
     config = load_config(EXAMPLE)
     settings = config.mqtt.model_copy(
@@ -194,6 +198,8 @@ class Tos:
         persistent: bool = True,
         ignore_first: Callable[[str], bool] | None = None,
         protocol: str = "5",
+        tls_ca: str | None = None,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.base = f"{config.mqtt.topic_prefix}/{config.site_id}"
         self.ack_moves = ack_moves
@@ -221,6 +227,10 @@ class Tos:
                 protocol=MQTTv311,
                 clean_session=not persistent,
             )
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=tls_ca)
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.max_inflight_messages_set(100)
         self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = self._on_connect
