@@ -1,7 +1,7 @@
 """The clerk kiosk web application: lane board, trouble queue, transactions, actions, history.
 
 Pages are rendered on the server (Jinja2, autoescaped); the board updates itself over
-server-sent events. Every route except the login page and the stylesheet needs a session;
+server-sent events. Every route except the login page and the static files needs a session;
 every POST needs the session's CSRF token; roles are checked on the server.
 """
 
@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from gated.config import SiteConfig
 from gated.effects import LaneEffects
 from gated.kiosk import views
+from gated.kiosk.asgi import EventStream, SecurityHeaders
 from gated.kiosk.auth import Authenticator, KioskSession, load_secret
 from gated.resolution import ActionRefused, Actor, Outcome, Resolver
 
@@ -42,14 +43,6 @@ STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".svg": "image/svg+xml",
-}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
 }
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
@@ -156,6 +149,8 @@ def create_app(
     """The kiosk ASGI app. `lane_board` returns each lane's live state from the lane runner;
     `clock` (seconds) drives session expiry and login limits, so tests can move it."""
     kiosk = Kiosk(config, session_factory, effects, lane_board, clock, hasher, board_interval_s)
+    if not config.kiosk.users:
+        _LOGGER.warning("kiosk: no users configured, nobody can log in (gated kiosk add-user)")
 
     async def guard(request: Request) -> None:
         """Every route: a valid session, and on anything but GET the session's CSRF token."""
@@ -187,7 +182,7 @@ def create_app(
     )
     app.state.kiosk = kiosk
 
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _exc: LoginRequired) -> Response:
@@ -314,7 +309,7 @@ def create_app(
                 except TimeoutError:
                     quiet += kiosk.board_interval_s
 
-        return _EventStream(events())
+        return EventStream(events())
 
     @app.get("/moves")
     async def moves(request: Request) -> Response:
@@ -467,69 +462,3 @@ def _safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-class _EventStream(Response):
-    """A text/event-stream response fed by an async iterator; stops when the client leaves."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, events: AsyncIterator[str]) -> None:
-        super().__init__(
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-            media_type=self.media_type,
-        )
-        self._events = events
-        # a stream has no length: drop the Content-Length the base class computed for b""
-        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-        )
-        gone = asyncio.Event()
-
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone.set()
-
-        watcher = asyncio.create_task(watch_disconnect(), name="kiosk sse disconnect watch")
-        try:
-            async for chunk in self._events:
-                if gone.is_set():
-                    break
-                body = chunk.encode()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            if not gone.is_set():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the client went away mid-write
-        finally:
-            watcher.cancel()
-            await asyncio.wait([watcher])
-            aclose = getattr(self._events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-
-class _SecurityHeaders:
-    """ASGI middleware adding the security headers to every response (streams included)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in self.headers if k not in present]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
