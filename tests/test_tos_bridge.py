@@ -227,3 +227,30 @@ def test_event_payloads_match_their_schemas_without_a_broker() -> None:
     for body in bodies:
         payload = json.loads(json.dumps(envelope(site="demo", lane="1", body=body)))
         validate(payload)
+
+
+async def test_mqtt_3_1_1_works_and_the_bridge_ignores_its_own_error_replies(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """MQTT 3.1.1 has no user properties and no no-local subscriptions."""
+    config = site_config(tmp_path, mosquitto, protocol="3.1.1")
+    engine, sessions = database(config)
+    tos = Tos(config, protocol="3.1.1")
+    bridge = TosBridge(config, sessions)
+    try:
+        async with running(bridge):
+            await await_until(lambda: bridge.ready, 10, "bridge subscribed")
+            ids = write_moves(sessions, config.site_id, 20, lanes=("1", "2"))
+            await await_until(lambda: bridge.counters.acked == 20, 10, "moves acked")
+            tos.send("holds", b"not json")
+            await await_until(lambda: len(tos.messages("tos/errors")) == 1, 10, "error reply")
+            # the reply comes back to the bridge's own subscription; it must not answer it
+            tos.send("holds", {"schema_version": 1, "action": "place",
+                               "container_number": "CSQU3054383", "kind": "line"})
+            await await_until(lambda: bridge.counters.commands == 21, 10, "a later command")
+        assert bridge.counters.bad_commands == 1
+        assert len(tos.messages("tos/errors")) == 1
+        assert (tos.first_order["1"], tos.first_order["2"]) == (ids[0::2], ids[1::2])
+    finally:
+        tos.close()
+        engine.dispose()
