@@ -18,6 +18,7 @@ from gated.cli import main
 from gated.config import SecurityConfig
 from gated.db import make_engine, session_factory, upgrade
 from gated.models import CanceledCard, CanceledCardImport, Driver
+from tests.servers import Postgres
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 KEY = bytes(range(32))
@@ -236,3 +237,23 @@ def test_biometric_can_be_optional_but_a_mismatch_never_passes(
         False,
         [cred.BIOMETRIC_FAILED],
     )
+
+
+def test_import_and_check_on_postgresql(postgres: Postgres, tmp_path: Path) -> None:
+    url = postgres.create_database(f"ccl_{tmp_path.name.lower().replace('-', '_')}"[:60])
+    engine = make_engine(url)
+    upgrade(engine)
+    security = SecurityConfig(fascn_key_file=str(tmp_path / "k"))
+    ccl = tmp_path / "ccl.txt"
+    ccl.write_text(f"{GOOD.to_hex()} 20AUG2012\n{OTHER.to_ascii()} 01JAN2020\n{GOOD.to_hex()} x\n")
+    try:
+        with session_factory(engine)() as db:
+            first = cred.import_canceled_card_list(db, ccl, key=KEY, now=NOW)
+            again = cred.import_canceled_card_list(db, ccl, key=KEY, now=NOW)
+            assert (first.rows, first.added, first.bad_rows) == (2, 2, 1)
+            assert (again.rows, again.added) == (2, 0)
+            cred.register_driver(db, GOOD, key=KEY, company_code="ACME")
+            assert _check(db, security, _card()) == (False, [cred.CANCELED])
+            assert cred.ccl_status(db, security, NOW + timedelta(days=8)).stale
+    finally:
+        engine.dispose()
