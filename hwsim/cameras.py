@@ -32,6 +32,7 @@ BOUNDARY = "gatedframe"
 class CameraFault(enum.StrEnum):
     DOWN = "down"  # the connection is reset without an answer, like a camera off the network
     UNAVAILABLE = "unavailable"  # HTTP 503, like a camera that is up but cannot take a picture
+    REFUSED = "refused"  # connections refused: the camera's own port closed (camera_ports=True)
     CORRUPT = "corrupt"  # a truncated JPEG with damaged bytes
     SLOW = "slow"  # the answer comes after `slow_delay_s`
 
@@ -83,7 +84,10 @@ class CameraSimulator:
         stream_fps: float = 5.0,
         slow_delay_s: float = 10.0,
         render_workers: int = 2,
+        camera_ports: bool = False,
     ) -> None:
+        """`camera_ports`: every camera also listens on a port of its own, as separate IP
+        cameras do, and its URLs use that port; only then can a camera refuse connections."""
         self.lanes = tuple(lanes)
         self.cameras = {camera.name: camera for camera in cameras}
         self.host = host
@@ -99,6 +103,10 @@ class CameraSimulator:
         self._frames: dict[tuple[str, str], tuple[int, Future[bytes]]] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
+        self._camera_ports = camera_ports
+        self._camera_servers: dict[tuple[str, str], asyncio.Server] = {}
+        self._ports: dict[tuple[str, str], int] = {}
+        self._reopening: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self.requests: Counter[tuple[str, str, str]] = Counter()
 
@@ -110,11 +118,17 @@ class CameraSimulator:
             raise RuntimeError("camera simulator not started")
         return int(self._server.sockets[0].getsockname()[1])
 
+    def camera_port(self, lane: str, camera: str) -> int:
+        """The port this camera answers on (the shared port unless camera_ports)."""
+        return self._ports.get((lane, camera)) or self.port
+
     def snapshot_url(self, lane: str, camera: str) -> str:
-        return f"http://{self.host}:{self.port}/lane/{lane}/{camera}/snapshot.jpg"
+        port = self.camera_port(lane, camera)
+        return f"http://{self.host}:{port}/lane/{lane}/{camera}/snapshot.jpg"
 
     def stream_url(self, lane: str, camera: str) -> str:
-        return f"http://{self.host}:{self.port}/lane/{lane}/{camera}/stream.mjpg"
+        port = self.camera_port(lane, camera)
+        return f"http://{self.host}:{port}/lane/{lane}/{camera}/stream.mjpg"
 
     def camera_configs(
         self, lane: str, *, streams: bool = False, timeout_s: float = 2.0
@@ -150,11 +164,28 @@ class CameraSimulator:
         """Break one camera (or repair it with None)."""
         if lane not in self._scenes or camera not in self.cameras:
             raise KeyError(f"unknown camera {lane}/{camera}")
+        if fault is CameraFault.REFUSED and not self._camera_ports:
+            raise ValueError("a camera can refuse connections only with camera_ports=True")
+        key = (lane, camera)
         if fault is None:
-            self._faults.pop((lane, camera), None)
+            self._faults.pop(key, None)
         else:
-            self._faults[(lane, camera)] = fault
+            self._faults[key] = fault
+        server = self._camera_servers.get(key)
+        if fault is CameraFault.REFUSED and server is not None:
+            server.close()  # stop listening; connections already open go on
+            del self._camera_servers[key]
+        elif fault is not CameraFault.REFUSED and server is None and key in self._ports:
+            task = asyncio.get_running_loop().create_task(
+                self._listen(key), name=f"hwsim camera {lane}/{camera} listen again"
+            )
+            self._reopening.add(task)
+            task.add_done_callback(self._reopening.discard)
         _LOGGER.info("lane %s: simulated camera %s fault %s", lane, camera, fault or "cleared")
+
+    async def listening(self) -> None:
+        """Wait until cameras repaired from REFUSED listen on their ports again."""
+        await asyncio.gather(*self._reopening)
 
     def visible_container(self, lane: str, camera: str) -> str | None:
         """The container number this camera has in view now (the truth), if any."""
@@ -213,12 +244,30 @@ class CameraSimulator:
             max_workers=self._render_workers, thread_name_prefix="hwsim-camera-render"
         )
         self._server = await asyncio.start_server(self._accept, self.host, self._port)
+        if self._camera_ports:
+            for lane in self.lanes:
+                for camera in self.cameras:
+                    await self._listen((lane, camera))
         _LOGGER.info(
             "simulated cameras for lanes %s on http://%s:%d/lane/<lane>/<camera>/snapshot.jpg",
             ", ".join(self.lanes), self.host, self.port,
         )
 
+    async def _listen(self, key: tuple[str, str]) -> None:
+        """Open (or reopen, on the same port) one camera's own listening socket."""
+        server = await asyncio.start_server(
+            self._accept, self.host, self._ports.get(key, 0)
+        )
+        self._camera_servers[key] = server
+        self._ports[key] = int(server.sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
+        await asyncio.gather(*self._reopening, return_exceptions=True)
+        for server in self._camera_servers.values():
+            server.close()
+        for server in self._camera_servers.values():
+            await server.wait_closed()
+        self._camera_servers.clear()
         if self._server is not None:
             self._server.close()
             for task in list(self._connections):
@@ -282,8 +331,8 @@ class CameraSimulator:
         self.requests[(lane, camera, kind)] += 1
 
         fault = self._faults.get((lane, camera))
-        if fault is CameraFault.DOWN:
-            _reset(writer)
+        if fault in (CameraFault.DOWN, CameraFault.REFUSED):
+            _reset(writer)  # REFUSED reaches here only through the shared port
             return False
         if fault is CameraFault.UNAVAILABLE:
             await _respond(writer, 503, b"camera unavailable\n", keep_alive)

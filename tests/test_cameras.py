@@ -241,3 +241,34 @@ async def test_an_unexpected_failure_costs_the_picture_not_the_capture(
         images = await cameras.capture(uuid.uuid4())
     assert [image.path for image in images] == [None, None]
     assert all("disk gremlin" in (image.error or "") for image in images)
+
+
+async def test_a_camera_with_its_own_port_refuses_connections_then_recovers(
+    store: ImageStore,
+) -> None:
+    health: list[DeviceHealth] = []
+    simulator = CameraSimulator(["1"], CAMERAS, difficulty=0.0, camera_ports=True)
+    await simulator.start()
+    try:
+        await simulator.rendered("1")
+        configs = simulator.camera_configs("1", timeout_s=5.0)
+        assert simulator.camera_port("1", "AH") != simulator.camera_port("1", "AS")
+        async with CameraSet("1", configs, store, health.append) as cameras:
+            simulator.set_fault("1", "AH", CameraFault.REFUSED)
+            refused = _by_camera(await cameras.capture(uuid.uuid4()))
+            simulator.set_fault("1", "AH", None)
+            await simulator.listening()
+            recovered = _by_camera(await cameras.capture(uuid.uuid4()))
+    finally:
+        await simulator.stop()
+    assert refused["AH"].error == "snapshot: cannot connect (refused or unreachable)"
+    assert refused["AS"].error is None
+    assert recovered["AH"].error is None
+    assert [(h.up, h.detail) for h in health if h.device == "camera AH"] == [
+        (False, "snapshot: cannot connect (refused or unreachable)"), (True, ""),
+    ]
+
+
+async def test_refusing_needs_camera_ports(sim: CameraSimulator) -> None:
+    with pytest.raises(ValueError, match="camera_ports"):
+        sim.set_fault("1", "AH", CameraFault.REFUSED)
