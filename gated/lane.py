@@ -74,6 +74,16 @@ class Visit:
     last_input_mono: float = 0.0
     exit_seen: bool = False
     container_sensed: bool | None = None  # None until a presence sensor reports
+    card: Any = None  # the presented card, in memory only (it holds the FASC-N)
+    known_epcs: set[str] = field(default_factory=set)
+
+    @property
+    def truck_epc(self) -> str | None:
+        """The truck's tag: a registered one if any was read, else the first read."""
+        for tag in self.tags:
+            if tag.epc in self.known_epcs:
+                return tag.epc
+        return self.tags[0].epc if self.tags else None
     container_count: int | None = None  # None until a profile scanner reports
 
 
@@ -113,6 +123,9 @@ class LaneRunner:
         self.visit: Visit | None = None
         self.plc = PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False)
         self._recent_tags: deque[TagRead] = deque(maxlen=200)
+        # tags of the last trucks: still read while they leave, never the next truck's
+        self._claimed_epcs: deque[str] = deque(maxlen=16)
+        self._last_closed_at: datetime | None = None
         self._pending_scans: deque[RadiationScan] = deque(maxlen=10)
         self._tasks: set[asyncio.Task[None]] = set()
         self.decided = asyncio.Event()
@@ -259,8 +272,12 @@ class LaneRunner:
         self.visit = visit
         self.decided.clear()
         _LOGGER.info("lane %s: truck arrived (%s), transaction %s", self.lane, trigger, tx_uuid)
+        cutoff = now - TAG_LOOKBACK
+        if self._last_closed_at is not None:
+            cutoff = max(cutoff, self._last_closed_at)
         for tag in self._recent_tags:
-            if tag.seen_at >= now - TAG_LOOKBACK:
+            if _tag_time(tag) >= cutoff and tag.epc not in self._claimed_epcs \
+                    and all(t.epc != tag.epc for t in visit.tags):
                 await self._attach_tag(visit, tag)
         while self._pending_scans:
             scan = self._pending_scans.popleft()
@@ -298,7 +315,7 @@ class LaneRunner:
                            blocking=False),
                 )
                 _LOGGER.info("lane %s: truck of %s left the lane", self.lane, visit.uuid)
-                self.visit = None
+                self._forget(visit)
 
     async def _close_after_exit(self, visit: Visit) -> None:
         if self.devices.barrier is not None:
@@ -306,6 +323,12 @@ class LaneRunner:
             await self._safely(self.devices.barrier.set_light("red"), "set light red")
         self.store.set_state(visit.tx_id, TransactionState.CLOSED)
         _LOGGER.info("lane %s: transaction %s closed, truck passed", self.lane, visit.uuid)
+        self._forget(visit)
+
+    def _forget(self, visit: Visit) -> None:
+        """The truck is gone: its tags are not evidence for the next truck."""
+        self._claimed_epcs.extend(t.epc for t in visit.tags)
+        self._last_closed_at = utcnow()
         self.visit = None
 
     async def _on_occupancy(self, _: None) -> None:
@@ -326,6 +349,8 @@ class LaneRunner:
     async def _attach_tag(self, visit: Visit, tag: TagRead) -> None:
         known, _ = self._truck_known(tag.epc)
         visit.tags.append(tag)
+        if known:
+            visit.known_epcs.add(tag.epc)
         visit.last_input_mono = self._monotonic()
         self.store.add_tag(visit.tx_id, self.lane, tag, known)
 
@@ -336,7 +361,8 @@ class LaneRunner:
     async def _on_tag(self, tag: TagRead) -> None:
         self._recent_tags.append(tag)
         visit = self.visit
-        if visit is not None and visit.state is TransactionState.IDENTIFYING:
+        if visit is not None and visit.state is TransactionState.IDENTIFYING \
+                and tag.epc not in self._claimed_epcs:
             if all(t.epc != tag.epc for t in visit.tags):
                 await self._attach_tag(visit, tag)
             return
@@ -344,29 +370,33 @@ class LaneRunner:
         self.store.add_tag(None, self.lane, tag, known)
 
     async def _on_card(self, card: Any) -> None:
+        """A card at the pedestal. It is checked when the lane decides, once the truck (and so
+        the trucking company the driver must drive for) is known; it stays in memory only."""
         visit = self.visit
         checker = self.devices.credentials
         if checker is None:
             return
-        company = None
-        if visit is not None and visit.tags:
-            _, company = self._truck_known(visit.tags[0].epc)
-        check = await asyncio.to_thread(self.store.with_session, checker.check, card, company)
         if visit is None or visit.state not in (
             TransactionState.IDENTIFYING, TransactionState.TROUBLE
         ):
+            check = await self._check_card(card, None)
             self.store.add_credential(None, self.lane, check)
             self.store.record_unmatched(
                 self.lane, "credential", {"valid": check.valid, "last4": check.credential_last4}
             )
             return
-        self.store.add_credential(visit.tx_id, self.lane, check)
-        visit.credential = check
+        visit.card = card
+        visit.credential = None
         visit.last_input_mono = self._monotonic()
         if visit.state is TransactionState.TROUBLE:
             # the driver tried again at the pedestal: decide afresh with the new credential
             visit.state = TransactionState.IDENTIFYING
             self.store.set_state(visit.tx_id, TransactionState.IDENTIFYING)
+
+    async def _check_card(self, card: Any, company: str | None) -> CredentialCheck:
+        checker = self.devices.credentials
+        assert checker is not None
+        return await asyncio.to_thread(self.store.with_session, checker.check, card, company)
 
     async def _on_weight(self, weight: WeightReading) -> None:
         visit = self.visit
@@ -428,7 +458,7 @@ class LaneRunner:
         }
         scan_ok = visit.scan is not None or now >= visit.opened_mono + t.scan_s
         credential_ok = (
-            visit.credential is not None
+            visit.card is not None
             or self.config.card_reader is None
             or now >= visit.opened_mono + t.credential_s
         )
@@ -444,7 +474,7 @@ class LaneRunner:
 
     def _evidence(self, visit: Visit) -> tuple[Evidence, Any, Any]:
         numbers = [c.container_number for c in visit.fused]
-        epc = visit.tags[0].epc if visit.tags else None
+        epc = visit.truck_epc
         truck, appointments, holds = self.store.tos_facts(numbers, epc)
         monitor = self.devices.monitor
         barrier = self.devices.barrier
@@ -479,6 +509,13 @@ class LaneRunner:
         return evidence, appointments, truck
 
     async def _decide(self, visit: Visit) -> None:
+        if visit.card is not None and visit.credential is None:
+            epc = visit.truck_epc
+            truck_fact, _, _ = self.store.tos_facts((), epc)
+            company = truck_fact.company_code if truck_fact else None
+            visit.credential = await self._check_card(visit.card, company)
+            visit.card = None  # checked: the FASC-N is not kept longer than needed
+            self.store.add_credential(visit.tx_id, self.lane, visit.credential)
         evidence, appointments, truck = self._evidence(visit)
         result = decide(evidence)
         latency = self._monotonic() - (visit.last_input_mono or visit.opened_mono)
@@ -598,9 +635,15 @@ class LaneRunner:
             "state": visit.state.value if visit else "idle",
             "transaction_id": visit.tx_id if visit else None,
             "transaction_uuid": visit.uuid if visit else None,
-            "truck": visit.tags[0].epc if visit and visit.tags else None,
+            "truck": visit.truck_epc if visit else None,
             "containers": [c.container_number for c in visit.fused] if visit else [],
             "entry_loop": self.plc.entry_loop,
             "exit_loop": self.plc.exit_loop,
             "last_decision": self.last_decision.value if self.last_decision else None,
         }
+
+
+def _tag_time(tag: TagRead) -> datetime:
+    """When a tag was seen: the reader's own time when it is sane (a report buffered during an
+    outage arrives late but says when it was read), else the host's arrival time."""
+    return tag.reader_time or tag.seen_at

@@ -8,6 +8,7 @@ plan for two lanes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,17 @@ CAMERA_PORT = 18080
 LANE_STRIDE = 100
 
 
-def lane_plan(n: int, state_dir: str, camera_port: int = CAMERA_PORT) -> dict[str, Any]:
-    offset = LANE_STRIDE * (n - 1)
+PortChooser = Callable[[int, str], int]
+
+
+def planned_port(lane: int, device: str) -> int:
+    base = {"llrp": LLRP_BASE, "rpm": RPM_BASE, "plc": PLC_BASE}[device]
+    return base + LANE_STRIDE * (lane - 1)
+
+
+def lane_plan(
+    n: int, state_dir: str, camera_port: int = CAMERA_PORT, port_of: PortChooser = planned_port
+) -> dict[str, Any]:
     folder = f"{state_dir}/lane{n}"
     return {
         "id": str(n),
@@ -34,11 +44,11 @@ def lane_plan(n: int, state_dir: str, camera_port: int = CAMERA_PORT) -> dict[st
             }
             for camera in CAMERAS
         ],
-        "rfid": {"host": "127.0.0.1", "port": LLRP_BASE + offset, "antennas": [1, 2],
+        "rfid": {"host": "127.0.0.1", "port": port_of(n, "llrp"), "antennas": [1, 2],
                  "backoff_cap_s": 10, "watchdog_s": 6},
-        "rpm": {"transport": "modbus", "host": "127.0.0.1", "port": RPM_BASE + offset,
+        "rpm": {"transport": "modbus", "host": "127.0.0.1", "port": port_of(n, "rpm"),
                 "device_id": 1, "poll_interval_s": 0.2, "heartbeat_timeout_s": 3},
-        "plc": {"host": "127.0.0.1", "port": PLC_BASE + offset, "device_id": 1},
+        "plc": {"host": "127.0.0.1", "port": port_of(n, "plc"), "device_id": 1},
         "card_reader": {"port": f"{folder}/card-reader", "baudrate": 9600},
         "scale": {"port": f"{folder}/scale", "baudrate": 9600, "protocol": "toledo",
                   "max_gross_kg": 67000},
@@ -55,10 +65,11 @@ def site_plan(
     database_url: str | None = None,
     kiosk_port: int = 8080,
     timeouts: dict[str, float] | None = None,
+    port_of: PortChooser = planned_port,
 ) -> dict[str, Any]:
     """A complete daemon configuration for a simulated gate of `lanes` lanes."""
     state = str(state_dir)
-    plan_lanes = [lane_plan(n, state, camera_port) for n in range(1, lanes + 1)]
+    plan_lanes = [lane_plan(n, state, camera_port, port_of) for n in range(1, lanes + 1)]
     if timeouts:
         for lane in plan_lanes:
             lane["timeouts"] = dict(timeouts)

@@ -46,6 +46,9 @@ class TruckSpec(Strict):
         default=False, description="Camera images show no legible number (dirt, damage)."
     )
     gross_kg: float = Field(default=28000.0, gt=0, description="Weight on the lane scale.")
+    faults: list[FaultKind] = Field(
+        default=[], description="Device faults on this truck's lane while it is there."
+    )
     expect: Outcome = Field(default="PROCEED", description="Decision the TOS should receive.")
 
 

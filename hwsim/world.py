@@ -156,6 +156,16 @@ class World:
             await self._drive(index, truck, epc)
 
     async def _drive(self, index: int, truck: TruckSpec, epc: str) -> None:
+        faults = [FaultSpec(at=0, lane=truck.lane, kind=kind) for kind in truck.faults]
+        for fault in faults:
+            await self._apply(fault, on=True)
+        try:
+            await self._drive_through(index, truck, epc)
+        finally:
+            for fault in faults:
+                await self._apply(fault, on=False)
+
+    async def _drive_through(self, index: int, truck: TruckSpec, epc: str) -> None:
         rig = self.rigs[truck.lane]
         _LOGGER.info("truck %d (%s) enters the portal of lane %s", index, epc, truck.lane)
         if self.cameras is not None:
@@ -227,29 +237,27 @@ class World:
 
     async def _fault(self, fault: FaultSpec) -> None:
         await self._sleep(fault.at)
-        rig = self.rigs.get(fault.lane)
         _LOGGER.info("fault %s on lane %s for %.1f s", fault.kind, fault.lane, fault.duration)
+        await self._apply(fault, on=True)
+        await self._sleep(fault.duration)
+        await self._apply(fault, on=False)
+
+    async def _apply(self, fault: FaultSpec, on: bool) -> None:
+        """Switch one fault on or off."""
+        rig = self.rigs.get(fault.lane)
         if fault.kind == "reader_disconnect" and rig and rig.reader is not None:
-            rig.reader.faults.refuse = True
-            rig.reader.drop_connection()
-            await self._sleep(fault.duration)
-            rig.reader.faults.refuse = False
+            rig.reader.faults.refuse = on
+            if on:
+                rig.reader.drop_connection()
         elif fault.kind == "rpm_fault" and rig and rig.rpm is not None:
-            rig.rpm.set_fault(True)
-            await self._sleep(fault.duration)
-            rig.rpm.set_fault(False)
+            rig.rpm.set_fault(on)
         elif fault.kind == "camera_down" and self.cameras is not None:
             for camera in self.cameras.cameras:
-                self.cameras.set_fault(fault.lane, camera, CameraFault.DOWN)
-            await self._sleep(fault.duration)
-            for camera in self.cameras.cameras:
-                self.cameras.set_fault(fault.lane, camera, None)
-        elif fault.kind == "corrupted_frames" and rig and rig.card_reader is not None:
-            await rig.card_reader.send_garbage()
+                self.cameras.set_fault(fault.lane, camera, CameraFault.DOWN if on else None)
+        elif fault.kind == "corrupted_frames" and rig and rig.card_reader is not None and on:
+            rig.card_reader.device.write(b"\x02garbage\xff\x00\x03")
         elif fault.kind == "broker_stop" and self.broker is not None:
-            await asyncio.to_thread(self.broker.stop)
-            await self._sleep(fault.duration)
-            await asyncio.to_thread(self.broker.start)
+            await asyncio.to_thread(self.broker.stop if on else self.broker.start)
 
     # --- verdict ------------------------------------------------------------------------------
 

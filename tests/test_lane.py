@@ -215,3 +215,33 @@ async def test_inputs_that_fit_no_truck_are_recorded(tmp_path: Path) -> None:
         unmatched = session.scalars(select(models.UnmatchedEvent)).one()
         assert unmatched.kind == "credential"
     gate.engine.dispose()
+
+
+async def test_the_previous_trucks_tag_is_not_the_next_trucks(tmp_path: Path) -> None:
+    gate = Gate(tmp_path, {"AH": NUMBER})
+    runner = gate.runner()
+    task = await run_lane(runner)
+    try:
+        await drive_truck(runner, clean_scan())
+        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=True, photo_eye=True))
+        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False))
+        for _ in range(100):
+            if runner.visit is None:
+                break
+            await asyncio.sleep(0.01)
+        # the first truck's tag is still read as it drives off; the next truck has no tag
+        runner.decided.clear()
+        runner.on_tag(tag())
+        runner.on_occupancy()
+        runner.on_tag(tag())
+        runner.on_scan(clean_scan())
+        runner.on_plc(PlcInputs(entry_loop=True, exit_loop=False, photo_eye=False))
+        runner.on_card(object())
+        await asyncio.wait_for(runner.decided.wait(), 10)
+    finally:
+        await stop(task)
+        gate.engine.dispose()
+    first, second = gate.transactions()
+    assert first.truck_epc == "E200TRUCK1"
+    assert second.truck_epc is None
+    assert "no_truck_tag" in {r["code"] for r in second.reasons}

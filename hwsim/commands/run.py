@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--photos", help="folder of real photos with labels.csv; default: "
                         "synthetic pictures")
     parser.add_argument("--speed", type=float, help="override the scenario's speed factor")
+    parser.add_argument("--difficulty", type=float, default=0.35,
+                        help="how hard synthetic pictures are to read, 0 (clean) to 1")
     parser.add_argument("--state-dir", default="var/hwsim",
                         help="where pty links, enrolment files and devices.json go")
     parser.add_argument("--mqtt-host", default=None, help="broker of the simulated TOS")
@@ -81,7 +83,8 @@ async def _main(args: argparse.Namespace) -> int:
     if photos is not None:
         trucks = assign_photo_containers(trucks, photos)
 
-    gate = SimulatedGate(site, Path(args.state_dir), photos=photos, seed=scenario.seed)
+    gate = SimulatedGate(site, Path(args.state_dir), photos=photos, seed=scenario.seed,
+                         difficulty=args.difficulty)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
