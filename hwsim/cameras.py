@@ -175,7 +175,10 @@ class CameraSimulator:
         if fault is CameraFault.REFUSED and server is not None:
             server.close()  # stop listening; connections already open go on
             del self._camera_servers[key]
-        elif fault is not CameraFault.REFUSED and server is None and key in self._ports:
+        elif (
+            fault is not CameraFault.REFUSED and server is None and key in self._ports
+            and self._server is not None  # not after stop()
+        ):
             task = asyncio.get_running_loop().create_task(
                 self._listen(key), name=f"hwsim camera {lane}/{camera} listen again"
             )
