@@ -90,7 +90,8 @@ class CameraSet:
         self.errors: Counter[str] = Counter()  # failed captures per camera
         self._up: dict[str, bool] = {}
         self._stream_broken: set[str] = set()
-        self._client = httpx.AsyncClient(follow_redirects=False)
+        # cameras sit on the gate network: never reach them through a proxy from the environment
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
         self._executor = ThreadPoolExecutor(
             max_workers=2, thread_name_prefix=f"gated-lane-{lane}-camera"
         )
