@@ -55,8 +55,11 @@ class Mosquitto:
     def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         conf = self.workdir / "mosquitto.conf"
+        # run as root, mosquitto would switch to its own user, who can write neither the
+        # persistence file nor the log in the test's folder
+        user = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            f"{user}listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
             f"max_queued_messages {self.max_queued_messages}\n"
