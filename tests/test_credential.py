@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -199,6 +200,8 @@ lanes:
 """
     )
     assert main(["db", "upgrade", "--config", str(config)]) == 0
+    assert main(["ccl", "status", "--config", str(config)]) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["stale"] is True
     ccl = tmp_path / "ccl.txt"
     ccl.write_text(f"{GOOD.to_hex()} 20AUG2012\nbad row\n")
     capsys.readouterr()
@@ -207,6 +210,10 @@ lanes:
     assert "1 rows imported (1 new), 1 bad rows" in out
     assert "line 2: not a FASC-N followed by a date" in out
     assert (tmp_path / "fascn.key").exists()
+
+    assert main(["ccl", "status", "--config", str(config)]) == 0
+    fresh = json.loads(capsys.readouterr().out)
+    assert fresh["stale"] is False and fresh["max_age_hours"] == 168
 
     args = ["credential", "register", GOOD.to_hex(), "--company", "ACME", "--config", str(config)]
     assert main([*args, "--expires", "2029-02-01", "--name", "J. Doe"]) == 0

@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     importer.add_argument("file", help="the list as downloaded from TSA")
     importer.add_argument("--config", required=True, help="site configuration file")
     importer.set_defaults(func=run_ccl_import)
+    status = ccl_actions.add_parser(
+        "status", help="age of the canceled card list against the MARSEC level; exit 1 if stale"
+    )
+    status.add_argument("--config", required=True, help="site configuration file")
+    status.set_defaults(func=run_ccl_status)
 
 
 def run_decode(args: argparse.Namespace) -> int:
@@ -109,3 +114,30 @@ def run_ccl_import(args: argparse.Namespace) -> int:
         f"{report.bad_rows} bad rows"
     )
     return 0
+
+
+def run_ccl_status(args: argparse.Namespace) -> int:
+    from gated.credentials import ccl_status
+    from gated.db import make_engine, session_factory
+    from gated.domain import utcnow
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    engine = make_engine(config.database.url)
+    try:
+        with session_factory(engine)() as session:
+            status = ccl_status(session, config.security, utcnow())
+    finally:
+        engine.dispose()
+    imported = status.imported_at.isoformat() if status.imported_at else None
+    print(json.dumps({
+        "stale": status.stale,
+        "imported_at": imported,
+        "max_age_hours": status.max_age.total_seconds() / 3600,
+        "marsec_level": config.security.marsec_level,
+        "text": status.text,
+    }))
+    return 1 if status.stale else 0
