@@ -414,8 +414,12 @@ class LaneRunner:
         reads: list[ContainerRead] = []
         fused: list[FusedContainer] = []
         captured = 0
+        captured_mono = self._monotonic()
         if self.devices.cameras is not None:
             images = await self.devices.cameras.capture(visit.uuid)
+            # the cameras' input is the pictures, not the end of OCR: OCR time counts in the
+            # decision latency
+            captured_mono = self._monotonic()
             captured = sum(1 for i in images if i.path)
             loop = asyncio.get_running_loop()
             if self.ocr is not None:
@@ -432,18 +436,19 @@ class LaneRunner:
                 fused = ocr.fuse(reads)
                 _LOGGER.debug("lane %s: OCR of %d images in %.2f s", self.lane, len(reads),
                               self._monotonic() - started)
-        self._inbox.put_nowait(("images", (visit.tx_id, reads, fused, captured)))
+        self._inbox.put_nowait(("images", (visit.tx_id, reads, fused, captured, captured_mono)))
 
-    async def _on_images(self, value: tuple[int, list[ContainerRead], list[FusedContainer], int]
-                         ) -> None:
-        tx_id, reads, fused, captured = value
+    async def _on_images(
+        self, value: tuple[int, list[ContainerRead], list[FusedContainer], int, float]
+    ) -> None:
+        tx_id, reads, fused, captured, captured_mono = value
         visit = self.visit
         self.store.add_reads(tx_id, reads, fused)
         if visit is None or visit.tx_id != tx_id:
             return
         visit.reads, visit.fused, visit.images_captured = reads, fused, captured
         visit.images_done = True
-        visit.last_input_mono = self._monotonic()
+        visit.last_input_mono = max(visit.last_input_mono, captured_mono)
 
     # --- deciding --------------------------------------------------------------------------
 
@@ -525,7 +530,8 @@ class LaneRunner:
         visit.state = TransactionState(tx.state)
         self.last_decision = result.decision
         _LOGGER.info(
-            "lane %s: %s for %s: %s", self.lane, result.decision, visit.uuid,
+            "lane %s: %s for %s, %.3f s after the last input: %s", self.lane, result.decision,
+            visit.uuid, latency,
             "; ".join(r.text for r in result.reasons if r.blocking) or "all checks passed",
         )
         if result.decision is Decision.PROCEED:
