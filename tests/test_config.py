@@ -106,4 +106,4 @@ def test_every_field_is_described() -> None:
 def test_reference_document_is_current() -> None:
     script = Path(__file__).resolve().parent.parent / "scripts" / "config_reference.py"
     result = subprocess.run([sys.executable, str(script), "--check"], check=False)
-    assert result.returncode == 0, "run scripts/config_reference.py to refresh docs/configuration.md"
+    assert result.returncode == 0, "run scripts/config_reference.py to refresh the reference"
