@@ -360,7 +360,7 @@ async def test_transaction_page_shows_the_evidence(client: httpx.AsyncClient, si
 async def test_board_and_queue(client: httpx.AsyncClient, site: Site) -> None:
     with site.sessions() as session, session.begin():
         newer = seed_trouble(session, site.config, lane="2", minutes_ago=1, reason="no appointment")
-        older = seed_trouble(session, site.config, lane="1", minutes_ago=9)
+        older = seed_trouble(session, site.config, lane="1", minutes_ago=9.5)
     await login(client, "view1")
     board = (await client.get("/api/board")).json()
     assert [item["id"] for item in board["queue"]] == [older, site.tx_id, newer]
@@ -371,7 +371,8 @@ async def test_board_and_queue(client: httpx.AsyncClient, site: Site) -> None:
     ]
     html = (await client.get("/")).text
     assert html.index(f"/transactions/{older}") < html.index(f"/transactions/{newer}")
-    assert "Lane 2" in html and "8 min" in html  # waiting since the decision
+    # waiting since the decision (8 s after arrival): 9 min 22 s
+    assert "Lane 2" in html and "9 min" in html
 
 
 async def test_history_search(client: httpx.AsyncClient, site: Site) -> None:
@@ -428,10 +429,11 @@ async def test_server_stops_cleanly_with_a_board_stream_open(site: Site) -> None
     """Cancelling `KioskServer.run()` (as `gated run` does on shutdown) ends open streams."""
     server = KioskServer(site.app, "127.0.0.1", 0, grace_s=2)
     task = asyncio.create_task(server.run(), name="kiosk under test")
-    for _ in range(200):
-        if server.started:
+    for _ in range(1000):
+        if server.started or task.done():
             break
         await asyncio.sleep(0.02)
+    assert server.started
     base = f"http://127.0.0.1:{server.port}"
     async with httpx.AsyncClient(base_url=base) as http:
         await login(http, "view1")

@@ -96,7 +96,7 @@ async def kiosk(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     app = create_app(config, sessions, effects, board, hasher=FAST_HASHER, board_interval_s=0.3)
     server = KioskServer(app, "127.0.0.1", 0, grace_s=2)
     task = asyncio.create_task(server.run(), name="kiosk under test")
-    for _ in range(200):
+    for _ in range(400):
         if server.started or task.done():
             break
         await asyncio.sleep(0.05)
@@ -173,10 +173,15 @@ async def test_clerk_resolves_unreadable_container(
     # the transaction: every camera image loaded, regions drawn
     await items.nth(1).click()
     await page.wait_for_url(f"{base}/transactions/{tx}")
-    await page.wait_for_function(
-        "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
-    )
-    assert await page.locator("figure.shot img").count() == 3
+    # (no wait_for_function: its polling evaluates strings, which the page's CSP forbids)
+    images = await page.locator("figure.shot img").all()
+    assert len(images) == 3
+    for image in images:
+        width = await image.evaluate(
+            "i => i.complete ? i.naturalWidth : new Promise(done => {"
+            " i.onload = () => done(i.naturalWidth); i.onerror = () => done(0); })"
+        )
+        assert width == 1920
     assert await page.locator("svg.overlay rect.region").count() >= 2
     await page.screenshot(path=str(artifacts / "kiosk-transaction.png"), full_page=True)
 
