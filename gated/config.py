@@ -318,6 +318,15 @@ class YardConfig(Strict):
     blocks: list[YardBlock] = Field(default=[], description="Yard geometry, one entry per block.")
     machines: list[MachineConfig] = Field(default=[], description="Yard machines with RFID.")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> YardConfig:
+        from gated.yard import yard_problems  # the geometry lives with the yard logic
+
+        problems = yard_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 # --- site services -----------------------------------------------------------------------------
 

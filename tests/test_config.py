@@ -107,3 +107,11 @@ def test_reference_document_is_current() -> None:
     script = Path(__file__).resolve().parent.parent / "scripts" / "config_reference.py"
     result = subprocess.run([sys.executable, str(script), "--check"], check=False)
     assert result.returncode == 0, "run scripts/config_reference.py to refresh the reference"
+
+
+def test_overlapping_yard_blocks_refused() -> None:
+    block = "{name: A1, origin_x_m: 0, origin_y_m: 0, bays: 10, rows: 6}"
+    text = EXAMPLE.read_text() + f"yard:\n  blocks:\n    - {block}\n    - {block}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert "more than once" in str(caught.value)

@@ -87,15 +87,19 @@ def test_slots_from_positions() -> None:
 
 def test_yard_configuration_problems() -> None:
     reader = LlrpReaderConfig(host="127.0.0.1")
-    yard = YardConfig(
-        blocks=[*BLOCKS, YardBlock(name="A1", origin_x_m=60.0, origin_y_m=10.0, bays=2, rows=2)],
-        machines=[
+    fields = {
+        "blocks": [*BLOCKS, YardBlock(name="A1", origin_x_m=60.0, origin_y_m=10.0, bays=2,
+                                      rows=2)],
+        "machines": [
             MachineConfig(id="TP-07", kind="top_pick", reader=reader, position_url="tcp://h:1"),
             MachineConfig(id="TP-07", kind="rtg", reader=reader, position_url="http://h:1"),
             MachineConfig(id="RS-1", kind="rtg", reader=reader, position_url="tcp://h:port"),
         ],
-    )
-    problems = yard_problems(yard)
+    }
+    # the configuration model refuses such a yard; the checks themselves are tested here
+    with pytest.raises(ValueError, match="defined more than once"):
+        YardConfig(**fields)
+    problems = yard_problems(YardConfig.model_construct(**fields))
     assert problems == [
         "yard block 'A1' is defined more than once",
         "yard blocks 'A1' and 'A1' overlap",
