@@ -23,9 +23,9 @@ from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength, Val
 from gated.config import SiteConfig
 from gated.domain import Decision, TransactionState, utcnow
 from gated.effects import LaneEffects
+from gated.events import queue_transaction_event
 from gated.models import AuditLog, GateTransaction, TransactionContainer
-from gated.outbox import add_event
-from gated.transactions import resolve, transaction_body
+from gated.transactions import resolve
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -163,9 +163,13 @@ def _record(
             reason=reason,
         )
     )
-    body = transaction_body(transaction, "update")
-    body["action"] = {"kind": action, "by": actor.username, "role": actor.role, "reason": reason}
-    add_event(session, site=config.site_id, topic="transactions", lane=transaction.lane, body=body)
+    queue_transaction_event(
+        session,
+        config.site_id,
+        transaction,
+        "update",
+        action={"kind": action, "by": actor.username, "role": actor.role, "reason": reason},
+    )
 
 
 # --- the actions, in the caller's database transaction -------------------------------------------

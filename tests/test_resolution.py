@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +18,10 @@ from gated.models import AuditLog, GateTransaction, Move, OutboxEvent
 from gated.resolution import ActionRefused, Actor, Resolver, check_container_number
 from tests.kiosk_seed import make_config, make_database, seed_trouble
 
+SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+TRANSACTION_SCHEMA = Draft202012Validator(
+    json.loads((SCHEMAS / "transaction.json").read_text()), format_checker=FormatChecker()
+)
 CLERK = Actor("clerk1", "clerk")
 SUPERVISOR = Actor("super1", "supervisor")
 VIEWER = Actor("view1", "viewer")
@@ -124,8 +129,11 @@ async def test_correct_then_approve_queues_move_and_opens_barrier(site: Any) -> 
     assert moves[0]["container_number"] == "BEAU2656931"
     updates = _outbox(sessions, "transactions")
     assert [u["action"]["kind"] for u in updates] == ["correct_container", "approve"]
-    assert updates[1]["state"] == "proceed"
-    assert updates[1]["containers"][0]["source"] == "clerk"
+    assert updates[1]["kind"] == "update"
+    assert updates[1]["transaction"]["state"] == "proceed"
+    assert updates[1]["transaction"]["containers"][0]["source"] == "clerk"
+    for update in updates:
+        TRANSACTION_SCHEMA.validate(update)
     assert updates[1]["action"]["reason"] == "check digit read from AH image"
 
 
@@ -199,7 +207,14 @@ async def test_refuse_and_inspection_and_rerun_are_audited(site: Any) -> None:
     assert audit[1].after["state"] == "closed"
     assert audit[1].reason == "no booking, driver sent back"
     assert all(a.at is not None and a.username == "clerk1" for a in audit)
-    assert len(_outbox(sessions, "transactions")) == 3
+    updates = _outbox(sessions, "transactions")
+    assert [u["action"]["reason"] for u in updates] == [
+        None,
+        "no booking, driver sent back",
+        "seal broken",
+    ]
+    for update in updates:
+        TRANSACTION_SCHEMA.validate(update)
 
 
 async def test_supervisor_releases_inspection_and_reprints(site: Any) -> None:
