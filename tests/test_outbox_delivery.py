@@ -169,6 +169,7 @@ def test_bridge_killed_mid_run_loses_nothing(tmp_path: Path, mosquitto: Mosquitt
         bridge.send_signal(signal.SIGKILL)
         bridge.wait(10)
         killed_at = len(tos.seen)
+        assert not done.is_set(), "the bridge was killed after the run, not in the middle"
         wait_until(
             lambda: tos.raw[-1][:2] == ("availability", b"offline"), 30, "last will published"
         )

@@ -254,3 +254,24 @@ async def test_mqtt_3_1_1_works_and_the_bridge_ignores_its_own_error_replies(
     finally:
         tos.close()
         engine.dispose()
+
+
+async def test_a_bridge_run_again_after_a_stop_sends_what_is_left(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A supervisor restarting the service calls run() again on the same bridge."""
+    config = site_config(tmp_path, mosquitto)
+    engine, sessions = database(config)
+    tos = Tos(config)
+    bridge = TosBridge(config, sessions)
+    try:
+        async with running(bridge):
+            first = write_moves(sessions, config.site_id, 10, lanes=("1",))
+            await await_until(lambda: bridge.counters.acked == 10, 10, "first run")
+        second = write_moves(sessions, config.site_id, 10, lanes=("1",), start=10)
+        async with running(bridge):
+            await await_until(lambda: bridge.counters.acked == 20, 10, "second run")
+        assert tos.first_order["1"] == first + second
+    finally:
+        tos.close()
+        engine.dispose()

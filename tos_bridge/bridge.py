@@ -254,6 +254,10 @@ class TosBridge:
             pass
 
     def _work(self) -> None:
+        # run() may be called again after a failure (a supervisor restarting the service)
+        self._publisher.reset()
+        self._resender.reset()
+        self._inbound.clear()
         client = mqtt.build_client(self._config, self._topics)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -69,6 +69,14 @@ class Publisher:
         self._retry_at = 0.0
         self._refused_logged = False
 
+    def reset(self) -> None:
+        """Forget what an earlier client held: its messages died with it, rows get resent."""
+        self.broker_acks.clear()
+        self._sent.clear()
+        self._outstanding.clear()
+        self._cursor = 0
+        self._retry_from = None
+
     @property
     def free(self) -> int:
         return WINDOW - len(self._sent)

@@ -52,6 +52,10 @@ class Resender:
         self._acks_seen = 0
         self._behind = False
 
+    def reset(self) -> None:
+        self._in_flight.clear()
+        self._acks_seen = 0
+
     def tos_acked(self, count: int) -> None:
         self._acks_seen += count
 
