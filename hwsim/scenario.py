@@ -69,6 +69,9 @@ class Scenario(Strict):
     arrival_rate_per_hour: float = Field(
         default=120.0, gt=0, description="Rate of the generated trucks, per lane."
     )
+    random_start_s: float = Field(
+        default=0.0, ge=0, description="Seconds before the generated trucks start arriving."
+    )
     faults: list[FaultSpec] = Field(default=[], description="Device faults at given times.")
     patience_s: float = Field(
         default=20.0, gt=0, description="How long a stopped truck waits before backing out."
@@ -94,7 +97,7 @@ def expand(scenario: Scenario) -> list[TruckSpec]:
     rng = random.Random(scenario.seed)
     trucks = list(scenario.trucks)
     lane_ids = [str(n) for n in range(1, scenario.lanes + 1)]
-    clock = {lane: 0.0 for lane in lane_ids}
+    clock = {lane: scenario.random_start_s for lane in lane_ids}
     for index in range(scenario.random_trucks):
         lane = lane_ids[index % len(lane_ids)]
         clock[lane] += rng.expovariate(scenario.arrival_rate_per_hour / 3600.0)
