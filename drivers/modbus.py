@@ -118,7 +118,10 @@ class ModbusConnection:
             await asyncio.sleep(0)  # let the transport finish closing its socket
 
     async def _call(
-        self, what: str, request: Callable[[AsyncModbusTcpClient], Awaitable[ModbusPDU]]
+        self,
+        what: str,
+        function: int,
+        request: Callable[[AsyncModbusTcpClient], Awaitable[ModbusPDU]],
     ) -> ModbusPDU:
         async with self._lock:
             client = self._client
@@ -138,12 +141,21 @@ class ModbusConnection:
             raise ModbusError(
                 "exception_response", f"{self.address}: {what} refused: exception {code} ({name})"
             )
+        # pymodbus pairs answers by transaction id only: an answer of another function
+        # (holding registers for input registers) would pass as the one asked for
+        answered = getattr(response, "function_code", None)
+        if answered != function:
+            raise ModbusError(
+                "bad_value", f"{self.address}: {what}: answered with function {answered}"
+            )
         return response
 
     async def read_input_registers(self, address: int, count: int) -> list[int]:
         what = f"read input registers {address}+{count}"
         response = await self._call(
-            what, lambda c: c.read_input_registers(address, count=count, device_id=self.device_id)
+            what,
+            4,
+            lambda c: c.read_input_registers(address, count=count, device_id=self.device_id),
         )
         return self._registers(response, count, what)
 
@@ -151,6 +163,7 @@ class ModbusConnection:
         what = f"read holding registers {address}+{count}"
         response = await self._call(
             what,
+            3,
             lambda c: c.read_holding_registers(address, count=count, device_id=self.device_id),
         )
         return self._registers(response, count, what)
@@ -158,7 +171,9 @@ class ModbusConnection:
     async def read_discrete_inputs(self, address: int, count: int) -> list[bool]:
         what = f"read discrete inputs {address}+{count}"
         response = await self._call(
-            what, lambda c: c.read_discrete_inputs(address, count=count, device_id=self.device_id)
+            what,
+            2,
+            lambda c: c.read_discrete_inputs(address, count=count, device_id=self.device_id),
         )
         if len(response.bits) < count:
             raise ModbusError("bad_value", f"{self.address}: {what}: short answer")
@@ -167,7 +182,7 @@ class ModbusConnection:
     async def read_coils(self, address: int, count: int) -> list[bool]:
         what = f"read coils {address}+{count}"
         response = await self._call(
-            what, lambda c: c.read_coils(address, count=count, device_id=self.device_id)
+            what, 1, lambda c: c.read_coils(address, count=count, device_id=self.device_id)
         )
         if len(response.bits) < count:
             raise ModbusError("bad_value", f"{self.address}: {what}: short answer")
@@ -176,6 +191,7 @@ class ModbusConnection:
     async def write_coil(self, address: int, value: bool) -> None:
         await self._call(
             f"write coil {address}={int(value)}",
+            5,
             lambda c: c.write_coil(address, value, device_id=self.device_id),
         )
 
