@@ -150,6 +150,14 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const shot of document.querySelectorAll("[data-zoom]")) {
     shot.addEventListener("click", () => shot.classList.toggle("zoomed"));
   }
+  // one tap, one action: a second tap while the first is on its way would only be refused
+  for (const form of document.querySelectorAll("form[method=post]")) {
+    form.addEventListener("submit", () => {
+      setTimeout(() => {
+        for (const button of form.querySelectorAll("button")) button.disabled = true;
+      }, 0);
+    });
+  }
   for (const button of document.querySelectorAll("[data-print]")) {
     button.addEventListener("click", () => window.print());
   }
