@@ -158,6 +158,10 @@ document.addEventListener("DOMContentLoaded", () => {
       }, 0);
     });
   }
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) return;  // back to a page kept in memory: its buttons work again
+    for (const button of document.querySelectorAll("form button")) button.disabled = false;
+  });
   for (const button of document.querySelectorAll("[data-print]")) {
     button.addEventListener("click", () => window.print());
   }
