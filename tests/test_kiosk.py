@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +291,7 @@ async def test_correct_approve_and_print(client: httpx.AsyncClient, site: Site) 
     page = await client.get(url)
     assert "Approved, gate pass G1-000001." in page.text
     assert "BEAU2656931" in page.text
+    assert "waiting for TOS" in page.text
 
     ticket = await client.get(f"{url}/ticket")
     assert ticket.status_code == 200
@@ -320,6 +321,12 @@ async def test_correct_approve_and_print(client: httpx.AsyncClient, site: Site) 
 
     moves = await client.get("/moves")
     assert "BEAU2656931" in moves.text and "gate in" in moves.text
+
+    # the TOS acknowledges the move: the page says so and the waiting list is empty
+    with site.sessions() as session, session.begin():
+        session.get_one(Move, move.id).acked_at = datetime.now(UTC)
+    assert "TOS acknowledged" in (await client.get(url)).text
+    assert "Every move has been acknowledged" in (await client.get("/moves")).text
 
 
 async def test_lane_failure_is_shown_to_the_clerk(client: httpx.AsyncClient, site: Site) -> None:

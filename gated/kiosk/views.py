@@ -267,6 +267,9 @@ def transaction_view(
     audit = session.scalars(
         select(AuditLog).where(AuditLog.transaction_id == tx.id).order_by(AuditLog.id)
     ).all()
+    moves = session.scalars(
+        select(Move).where(Move.transaction_id == tx.id).order_by(Move.id)
+    ).all()
     slots: dict[int, TransactionContainer | None] = {c.position: c for c in tx.containers}
     if not slots:  # nothing fused: still offer the front slot to type a number into
         slots = {0: None}
@@ -353,6 +356,16 @@ def transaction_view(
         },
         "holds": [{"kind": h.kind, "reason": h.reason, "container": h.container_number}
                   for h in holds],
+        "moves": [
+            {
+                "kind": m.kind,
+                "container_number": m.container_number,
+                "to_location": m.to_location,
+                "acked_at": aware(m.acked_at),
+                "send_count": m.send_count,
+            }
+            for m in moves
+        ],
         "audit": [
             {
                 "at": aware(a.at),
