@@ -218,6 +218,8 @@ class Move(Base):
     """A resolved container move for the TOS; the TOS acknowledges it by event id."""
 
     __tablename__ = "move"
+    # the TOS bridge looks for unacknowledged moves by their last send (migration 0002)
+    __table_args__ = (Index("ix_move_unacked", "acked_at", "last_sent_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
