@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -15,42 +14,16 @@ from sqlalchemy.orm import Session
 
 from gated.config import LaneConfig, SiteConfig
 from gated.db import make_engine, session_factory, upgrade
-from gated.domain import ContainerRead, CredentialCheck, DeviceHealth, FusedContainer, utcnow
+from gated.domain import CredentialCheck, DeviceHealth, utcnow
 from gated.health import HealthBoard
 from gated.lane import LaneDevices, LaneRunner, SafetyRefusal
 from gated.metrics import Metrics
+from gated.ocr_service import OcrService, warm_up_ocr
 from gated.ports import PlcInputs
 from gated.supervisor import Service, Supervisor
 from gated.transactions import TransactionStore
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class OcrService:
-    """The OCR port of the lanes. Picklable: `read` runs in the OCR worker processes, which
-    keeps image work off the event loop's interpreter lock."""
-
-    def __init__(self, config: SiteConfig) -> None:
-        self._min_confidence = config.ocr.min_confidence
-
-    def read(self, path: str, camera: str | None) -> ContainerRead:
-        import ocr
-
-        return ocr.read_image(path, camera, min_confidence=self._min_confidence)
-
-    def fuse(self, reads: Sequence[ContainerRead]) -> list[FusedContainer]:
-        import ocr
-
-        return list(ocr.fuse(list(reads)))
-
-
-def _warm_up_ocr() -> None:
-    """Load the OCR modules and the engine in a worker before the first truck needs them."""
-    import numpy
-
-    import ocr
-
-    ocr.read_image(numpy.zeros((64, 64), dtype=numpy.uint8))
 
 
 OCR_WORKERS = 2
@@ -123,7 +96,7 @@ class Daemon:
             max_workers=OCR_WORKERS, mp_context=multiprocessing.get_context("spawn")
         )
         for _ in range(OCR_WORKERS):
-            self.ocr_executor.submit(_warm_up_ocr)
+            self.ocr_executor.submit(warm_up_ocr)
         self.lanes: dict[str, LaneRunner] = {}
         self.services: list[Service] = []
         self._closers: list[Any] = []
