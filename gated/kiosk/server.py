@@ -81,10 +81,22 @@ class KioskServer:
             self._stop()
 
     def _stop(self) -> None:
-        kiosk = getattr(getattr(self._app, "state", None), "kiosk", None)
-        if kiosk is not None:
+        for kiosk in _kiosks_in(self._app):
             kiosk.stopping.set()
         self._server.should_exit = True
+
+
+def _kiosks_in(app: Any, depth: int = 0) -> list[Any]:
+    """The kiosk apps served here: the app itself, or mounted in it (e.g. beside /metrics)."""
+    if depth > 4:
+        return []
+    kiosk = getattr(getattr(app, "state", None), "kiosk", None)
+    found = [kiosk] if kiosk is not None else []
+    for route in getattr(app, "routes", None) or []:
+        mounted = getattr(route, "app", None)
+        if mounted is not None and mounted is not app:
+            found.extend(_kiosks_in(mounted, depth + 1))
+    return found
 
 
 async def serve(app: Any, host: str, port: int) -> None:
