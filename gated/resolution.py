@@ -374,6 +374,7 @@ class Resolver:
         return await self._effects_done(outcome, [lambda: self._effects.rerun_ocr(transaction_id)])
 
     async def approve(self, actor: Actor, transaction_id: int, reason: str) -> Outcome:
+        self._check_release(transaction_id)
         outcome, lane = self._apply(
             lambda s: approve(s, self._config, actor, transaction_id, reason)
         )
@@ -406,6 +407,29 @@ class Resolver:
         return await self._effects_done(
             outcome, [lambda: self._effects.print_tickets(lane, transaction_id)]
         )
+
+    def _check_release(self, transaction_id: int) -> None:
+        """Ask the lane first, when it can tell (an optional `check_release(lane, id)` of the
+        effects), whether it would let this truck through: a release it would refuse (no clean
+        scan, no valid credential) is refused before anything is recorded or sent to the TOS."""
+        check = getattr(self._effects, "check_release", None)
+        if check is None:
+            return
+        with self._session_factory() as session:
+            transaction = session.get(GateTransaction, transaction_id)
+            if transaction is None:
+                raise ActionRefused(f"transaction {transaction_id} does not exist")
+            lane = transaction.lane
+        try:
+            check(lane, transaction_id)
+        except Exception as exc:  # the lane's refusal, in its words, goes to the clerk
+            _LOGGER.warning(
+                "lane %s: release of transaction %s refused by the lane: %s",
+                lane,
+                transaction_id,
+                exc,
+            )
+            raise ActionRefused(f"lane {lane} will not let this truck through: {exc}") from None
 
     async def _effects_done(
         self, outcome: Outcome, effects: list[Callable[[], Awaitable[None]]]

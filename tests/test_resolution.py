@@ -282,3 +282,22 @@ async def test_a_lane_that_never_answers_is_reported(site: Any) -> None:
     outcome = await resolver.approve(CLERK, transaction_id, "read on image")
     assert outcome.effect_errors == ("no answer from the lane within 0.05 s",)
     assert effects.calls == []  # no ticket for a barrier that did not confirm
+
+
+async def test_a_release_the_lane_refuses_is_not_recorded(site: Any) -> None:
+    config, sessions = site
+    transaction_id = _seed(sessions, config, read="BEAU2656931")
+
+    class CarefulLane(RecordingEffects):
+        def check_release(self, lane: str, transaction_id: int) -> None:
+            raise RuntimeError("no valid credential presented for this visit")
+
+    effects = CarefulLane()
+    resolver = Resolver(config, sessions, effects)
+    with pytest.raises(ActionRefused, match="lane 1 will not let this truck through: no valid"):
+        await resolver.approve(CLERK, transaction_id, "read on image")
+    assert effects.calls == []
+    assert _audit(sessions) == []
+    assert _outbox(sessions, "moves") == []
+    with sessions() as session:
+        assert session.get_one(GateTransaction, transaction_id).state == "trouble"
