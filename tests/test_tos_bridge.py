@@ -275,3 +275,42 @@ async def test_a_bridge_run_again_after_a_stop_sends_what_is_left(
     finally:
         tos.close()
         engine.dispose()
+
+
+async def test_a_row_committed_late_behind_the_cursor_is_still_published(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """On PostgreSQL a transaction can commit after one with a higher id was published."""
+    import json as json_module
+
+    from gated.outbox import envelope
+
+    config = site_config(tmp_path, mosquitto)
+    engine, sessions = database(config)
+    tos = Tos(config, ack_moves=False)
+    bridge = TosBridge(config, sessions)
+
+    def row(row_id: int) -> models.OutboxEvent:
+        body = {"type": "lane_state", "state": "idle", "transaction_uuid": None,
+                "detail": "", "devices": []}
+        payload = envelope(site=config.site_id, lane="1", body=body)
+        return models.OutboxEvent(
+            id=row_id, event_id=payload["event_id"], topic="lanes/1/state", lane="1",
+            payload=json_module.dumps(payload), retain=False,
+        )
+
+    try:
+        async with running(bridge):
+            with sessions.begin() as session:
+                session.add_all([row(i) for i in range(11, 21)])
+            await await_until(lambda: bridge.counters.published == 10, 10, "ids 11 to 20")
+            with sessions.begin() as session:
+                late = row(5)
+                session.add(late)
+            await await_until(lambda: bridge.counters.published == 11, 15, "the late id 5")
+        assert tos.first_order["1"][-1] == late.event_id
+        for _topic, payload in tos.payloads:
+            validate(payload)
+    finally:
+        tos.close()
+        engine.dispose()
