@@ -291,7 +291,7 @@ async def test_a_row_committed_late_behind_the_cursor_is_still_published(
     bridge = TosBridge(config, sessions)
 
     def row(row_id: int) -> models.OutboxEvent:
-        body = {"type": "lane_state", "state": "idle", "transaction_uuid": None,
+        body: dict[str, object] = {"type": "lane_state", "state": "idle", "transaction_uuid": None,
                 "detail": "", "devices": []}
         payload = envelope(site=config.site_id, lane="1", body=body)
         return models.OutboxEvent(
