@@ -66,13 +66,11 @@ def _drop_strays(binary: np.ndarray, pad: int) -> np.ndarray:
     return cleaned
 
 
-def unboxed_glyph_image(gray: np.ndarray, blob: Blob, wide: bool = False) -> np.ndarray | None:
-    """The digit inside the blob's frame, SLOT_HEIGHT tall; None when the blob is no frame.
-    `wide` says the blob is much wider than its neighbours, which a frame is even when the
-    digit touches it and splits the hole."""
+def unboxed_glyph_image(gray: np.ndarray, blob: Blob) -> np.ndarray | None:
+    """The digit as if cut out of a frame around it, SLOT_HEIGHT tall; None when nothing
+    digit-like is left. Frames are not reliably told from digits (a digit touching its frame
+    splits the hole), so this is an extra opinion for the check digit, not a decision."""
     binary = _blob_binary(gray, blob)
-    if not (wide or is_frame(binary, _pad(blob))):
-        return None
     inner = _unbox(binary, _pad(blob))
     return None if inner is None else _to_slot(inner)
 
@@ -111,26 +109,6 @@ def binarise(
             level = threshold + BOLD_SHIFT * (float(background.mean()) - threshold)
             _level, binary = cv2.threshold(crop, level, 255, cv2.THRESH_BINARY)
     return binary
-
-
-def is_frame(binary: np.ndarray, pad: int) -> bool:
-    """True when the blob is a frame around the check digit (often a parallelogram on an
-    oblique view), not the digit itself: the frame encloses one background hole nearly as
-    large as the blob, while a digit's own counter (as in 0, 6, 8, 9) is much smaller."""
-    inner_h = binary.shape[0] - 2 * pad
-    inner_w = binary.shape[1] - 2 * pad
-    if inner_h < 8 or inner_w < 6 or inner_w < 0.45 * inner_h:
-        return False
-    background = (binary == 255).astype(np.uint8)
-    count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(background, connectivity=4)
-    height, width = binary.shape
-    for index in range(1, count):
-        x, y, w, h, _area = (int(v) for v in stats[index])
-        if x == 0 or y == 0 or x + w >= width or y + h >= height:
-            continue  # the surroundings, not a hole
-        if w >= 0.8 * inner_w and h >= 0.8 * inner_h:
-            return True
-    return False
 
 
 def _unbox(binary: np.ndarray, pad: int) -> np.ndarray | None:

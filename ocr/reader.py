@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from gated.domain import ContainerRead
@@ -34,8 +35,16 @@ DEFAULT_MIN_CONFIDENCE = 0.6
 SEARCH_HEIGHTS = (720, 1080)
 # Alternatives weaker than this are noise from the engine, not real doubts.
 MIN_ALTERNATIVE = 0.1
-# A check digit blob this much wider than the serial's digits is taken for a frame.
-WIDE_FRAME = 1.25
+# Freight containers are category U; a J or Z read is more often a misaligned window (a
+# digit forced into a letter) than detachable equipment or a chassis number at this gate.
+RARE_CATEGORY_PRIOR = 0.6
+# The chosen read is read again this much larger. A different valid number from that reading
+# costs CONTRARY_PENALTY; MANY_UNCONFIRMED characters or more it does not confirm cost
+# VERIFY_PENALTY.
+VERIFY_SCALE = 1.2
+CONTRARY_PENALTY = 0.2
+MANY_UNCONFIRMED = 3
+VERIFY_PENALTY = 0.5
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ def _read_gray(
             break
     if best is None:
         return _result(name, camera, started)
+    best = verify(gray, best, engine)
     accepted = best.confidence >= min_confidence
     size_type = find_size_type(gray, best.candidate, lines, columns, engine) if accepted else None
     _LOGGER.debug(
@@ -191,13 +201,15 @@ def _multiline(lines: list[Group]) -> list[Candidate]:
 # --- reading -------------------------------------------------------------------------------
 
 
-def _assign(glyphs: list[Glyph], slots: list[tuple[int, int]]) -> list[Glyph | None]:
+def _assign(
+    glyphs: list[Glyph], slots: list[tuple[int, int]], gap: float = SLOT_GAP
+) -> list[Glyph | None]:
     """Each slot's glyph, None where the engine saw no character or several."""
     per_slot: list[list[Glyph]] = [[] for _ in slots]
     for glyph in glyphs:
         centre = (glyph.x0 + glyph.x1) / 2
         for index, (x0, x1) in enumerate(slots):
-            if x0 - SLOT_GAP / 2 <= centre < x1 + SLOT_GAP / 2:
+            if x0 - gap / 2 <= centre < x1 + gap / 2:
                 per_slot[index].append(glyph)
                 break
     return [found[0] if len(found) == 1 else None for found in per_slot]
@@ -248,8 +260,7 @@ def _with_unboxed_check_digit(
     """When the check digit sits in a box, read the serial again with the digit cut out of
     the box; the two readings of the check digit merge like two opinions (the check digit
     arbitrates where they differ)."""
-    wide = blobs[-1].w >= WIDE_FRAME * float(np.median([b.w for b in blobs[:-1]]))
-    unboxed = unboxed_glyph_image(gray, blobs[-1], wide)
+    unboxed = unboxed_glyph_image(gray, blobs[-1])
     if unboxed is None:
         return check
     line, slots = paste([glyph_image(gray, b) for b in blobs[:-1]] + [unboxed])
@@ -269,10 +280,56 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
     if decided is None:
         return None
     number, confidence = decided
+    if number[3] != "U":
+        confidence *= RARE_CATEGORY_PRIOR
     free = _free_read(gray, candidate, engine)
     if free is not None and free[:10] != number[:10]:
         confidence *= DISAGREEMENT_PENALTY
     return CodeRead(number, confidence, candidate)
+
+
+def _read_rescaled(
+    line: np.ndarray, slots: list[tuple[int, int]], engine: Engine, whitelist: str
+) -> list[Glyph | None]:
+    """Read a rendered line again at another size: the engine's errors depend on scale."""
+    factor = VERIFY_SCALE
+    size = (round(line.shape[1] * factor), round(line.shape[0] * factor))
+    bigger = cv2.resize(line, size, interpolation=cv2.INTER_LINEAR)
+    _thr, bigger = cv2.threshold(bigger, 127, 255, cv2.THRESH_BINARY)
+    scaled = [(round(a * factor), round(b * factor)) for a, b in slots]
+    return _assign(engine.read_line(bigger, whitelist), scaled, gap=SLOT_GAP * factor)
+
+
+def verify(gray: np.ndarray, read: CodeRead, engine: Engine) -> CodeRead:
+    """Read the chosen candidate once more at another scale. A second reading that spells a
+    different valid number is strong contrary evidence (two confident errors that happen to
+    pass the check digit rarely repeat at another scale); many unconfirmed characters are
+    weaker evidence. The second reading is noisier than the first, so it never confirms a
+    number, it only casts doubt."""
+    blobs = read.candidate.blobs
+    owner_line, owner_slots = render(gray, blobs[:4])
+    serial_line, serial_slots = render(gray, blobs[4:])
+    seen = _read_rescaled(owner_line, owner_slots, engine, LETTERS)
+    seen += _read_rescaled(serial_line, serial_slots, engine, DIGITS)
+    spelled = ["".join(g.text if g is not None else "?" for g in seen)]
+    unboxed = unboxed_glyph_image(gray, blobs[-1])
+    if unboxed is not None:
+        line, slots = paste([glyph_image(gray, b) for b in blobs[4:-1]] + [unboxed])
+        other = _read_rescaled(line, slots, engine, DIGITS)[-1]
+        if other is not None:
+            spelled.append(spelled[0][:-1] + other.text)
+    contrary = any(
+        text != read.number and iso6346.is_valid_container_number(text) for text in spelled
+    )
+    unconfirmed = min(
+        sum(1 for a, b in zip(text, read.number, strict=True) if a != b) for text in spelled
+    )
+    confidence = read.confidence
+    if contrary:
+        confidence *= CONTRARY_PENALTY
+    elif unconfirmed >= MANY_UNCONFIRMED:
+        confidence *= VERIFY_PENALTY
+    return CodeRead(read.number, confidence, read.candidate)
 
 
 def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
