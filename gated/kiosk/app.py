@@ -249,7 +249,7 @@ def create_app(
             return login_page(
                 request, f"Too many failed logins. Try again in {int(wait // 60) + 1} min.", 429
             )
-        user = kiosk.auth.check_password(username, password)
+        user = await kiosk.auth.check_password_off_loop(username, password)
         if user is None:
             kiosk.auth.limiter.failed(username, address)
             _LOGGER.info("kiosk: failed login for %r from %s", username, address)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -9,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +114,31 @@ class Authenticator:
         except (VerificationError, InvalidHashError):
             return None
         return user
+
+    async def check_password_off_loop(self, username: str, password: str) -> KioskUser | None:
+        """`check_password` in a short-lived thread: an argon2 check takes tens of milliseconds
+        of CPU, which the lanes sharing this event loop should not wait for. The thread ends
+        with the check, so nothing is left running."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[KioskUser | None] = loop.create_future()
+
+        def deliver(user: KioskUser | None) -> None:
+            if not answer.done():
+                answer.set_result(user)
+
+        def check() -> None:
+            try:
+                user = self.check_password(username, password)
+            except Exception:  # a broken hash must not leave the login hanging: fail closed
+                _LOGGER.exception("kiosk: password check of %r failed", username)
+                user = None
+            try:
+                loop.call_soon_threadsafe(deliver, user)
+            except RuntimeError:
+                pass  # the loop closed while hashing: nobody waits for the answer
+
+        threading.Thread(target=check, name="kiosk password check", daemon=True).start()
+        return await answer
 
     # --- sessions -----------------------------------------------------------------------
 
