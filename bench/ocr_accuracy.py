@@ -20,6 +20,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gated.domain import ContainerRead  # noqa: E402
 from ocr import fuse, read_image  # noqa: E402
+from ocr.fusion import HYPOTHESIS_FLOOR  # noqa: E402
 from ocr.reader import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 
 
@@ -68,16 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         truth = row["container_number"].strip().upper()
         cpu_started = time.process_time()
-        read = read_image(
-            folder / row["file"], camera=row.get("camera"), min_confidence=args.min_confidence
-        )
+        raw = read_image(folder / row["file"], camera=row.get("camera"), min_confidence=0.0)
         cpu_times.append((time.process_time() - cpu_started) * 1000.0)
-        times.append(read.elapsed_ms)
+        times.append(raw.elapsed_ms)
+        read = raw
+        if raw.confidence < args.min_confidence:  # what read_image returns at the threshold
+            read = replace(raw, container_number=None, size_type=None)
         outcome = _outcome(read, truth)
         per_image[outcome] += 1
         if "code_layout" in row:
             per_layout[row["code_layout"]][outcome] += 1
-        visits[row.get("capture", row["file"])].append((row, read))
+        visits[row.get("capture", row["file"])].append((row, raw))
         if args.verbose:
             print(
                 f"{row['file']:40s} {truth} {read.container_number or '-':11s} "
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         truths = {row["container_number"].strip().upper() for row, _read in members}
         fused = {
             c.container_number
-            for c in fuse([read for _row, read in members], lane=capture)
+            for c in fuse([read for _row, read in members], lane=capture, floor=HYPOTHESIS_FLOOR)
             if c.confidence >= args.min_confidence
         }
         misread = len(fused - truths)

@@ -11,7 +11,7 @@ from ocr.engine import (
     default_engine,
     make_engine,
 )
-from ocr.fusion import fuse
+from ocr.fusion import VisitRead, fuse, read_visit
 from ocr.iso6346 import is_valid_container_number, parse_size_type
 from ocr.reader import read_image
 
@@ -20,10 +20,12 @@ __all__ = [
     "EngineUnavailable",
     "Glyph",
     "TesseractEngine",
+    "VisitRead",
     "default_engine",
     "fuse",
     "is_valid_container_number",
     "make_engine",
     "parse_size_type",
     "read_image",
+    "read_visit",
 ]

@@ -9,11 +9,14 @@ rather than guess.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from gated.domain import ContainerRead, FusedContainer
+from ocr.engine import Engine
+from ocr.imageio import ImageInput
 from ocr.iso6346 import is_valid_container_number
+from ocr.reader import DEFAULT_MIN_CONFIDENCE, read_image
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,6 +26,8 @@ NEAR_DISTANCE = 3
 # ...unless each is read on at least this many images: the same misread twice from different
 # cameras is unlikely, while two 20' containers with neighbouring serials are not.
 INDEPENDENT_SUPPORT = 2
+# Per-image reads at least this confident vote in a visit even when they could not stand alone.
+HYPOTHESIS_FLOOR = 0.3
 
 
 @dataclass
@@ -56,12 +61,17 @@ def distance(a: str, b: str) -> int:
     return sum(1 for x, y in zip(a, b, strict=True) if x != y)
 
 
-def fuse(reads: Iterable[ContainerRead], lane: str | None = None) -> list[FusedContainer]:
-    """One FusedContainer per container seen (at most two), strongest first."""
+def fuse(
+    reads: Iterable[ContainerRead], lane: str | None = None, floor: float = 0.0
+) -> list[FusedContainer]:
+    """One FusedContainer per container seen (at most two), strongest first. Reads below
+    `floor` confidence do not vote. The caller accepts a container at its own threshold."""
     clusters: dict[str, _Cluster] = {}
     for read in reads:
         number = read.container_number
         if read.error or not number or not is_valid_container_number(number):
+            continue
+        if read.confidence < floor:
             continue
         clusters.setdefault(number, _Cluster(number)).reads.append(read)
 
@@ -115,3 +125,41 @@ def _size_type(reads: list[ContainerRead]) -> str | None:
     if not votes:
         return None
     return max(votes.items(), key=lambda item: item[1])[0]
+
+
+@dataclass(frozen=True)
+class VisitRead:
+    """A visit's images read and fused: per-image reads as a clerk sees them (numbers below
+    the threshold withheld) and the fused containers (accept those at or above it)."""
+
+    reads: tuple[ContainerRead, ...]
+    containers: tuple[FusedContainer, ...]
+    min_confidence: float
+
+    @property
+    def accepted(self) -> tuple[FusedContainer, ...]:
+        return tuple(c for c in self.containers if c.confidence >= self.min_confidence)
+
+
+def read_visit(
+    images: Sequence[ImageInput],
+    cameras: Sequence[str | None] | None = None,
+    engine: Engine | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    lane: str | None = None,
+) -> VisitRead:
+    """Read every image of one truck and fuse them. Reads too doubtful to stand alone still
+    vote when at least HYPOTHESIS_FLOOR: two cameras agreeing on the same valid number by
+    chance is far less likely than either being right."""
+    cameras = list(cameras) if cameras is not None else [None] * len(images)
+    raw = [
+        read_image(image, camera=camera, engine=engine, min_confidence=0.0)
+        for image, camera in zip(images, cameras, strict=True)
+    ]
+    containers = fuse(raw, lane=lane, floor=HYPOTHESIS_FLOOR)
+    shown = tuple(
+        read if read.confidence >= min_confidence
+        else replace(read, container_number=None, size_type=None)
+        for read in raw
+    )
+    return VisitRead(shown, tuple(containers), min_confidence)

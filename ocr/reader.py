@@ -134,7 +134,7 @@ def _read_gray(
         candidates = assemble(lines, columns)[:MAX_CANDIDATES]
         reads.extend(r for r in (read_candidate(gray, c, engine) for c in candidates) if r)
         best = choose(reads)
-        if best is not None and best.confidence >= min_confidence:
+        if best is not None and best.confidence >= max(min_confidence, DEFAULT_MIN_CONFIDENCE):
             break
     if best is None:
         return _result(name, camera, started)

@@ -125,3 +125,16 @@ def test_decide_refuses_when_two_repairs_fit() -> None:
 
 def test_decide_needs_eleven_characters() -> None:
     assert decide_number(_glyphs("TGHU787003")) is None
+
+
+def test_reads_below_the_floor_do_not_vote() -> None:
+    reads = [_read("a", "TGHU7870036", 0.2), _read("b", "TGHU7870036", 0.45)]
+    assert [f.images for f in fuse(reads, floor=0.3)] == [("b",)]
+
+
+def test_two_doubtful_images_that_agree_make_a_confident_container() -> None:
+    # Neither 0.45 read stands alone at 0.6; two cameras agreeing on one valid number do.
+    fused = fuse([_read("a", "TGHU7870036", 0.45), _read("b", "TGHU7870036", 0.45)], floor=0.3)
+    assert len(fused) == 1 and fused[0].confidence >= 0.6
+    alone = fuse([_read("a", "TGHU7870036", 0.45)], floor=0.3)
+    assert alone[0].confidence < 0.6

@@ -15,7 +15,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gated.cli import main as gated_main
 from gated.domain import ContainerRead
-from ocr import EngineUnavailable, Glyph, TesseractEngine, fuse, make_engine, read_image
+from ocr import (
+    EngineUnavailable,
+    Glyph,
+    TesseractEngine,
+    fuse,
+    make_engine,
+    read_image,
+    read_visit,
+)
+from ocr.fusion import HYPOTHESIS_FLOOR
+from ocr.reader import DEFAULT_MIN_CONFIDENCE
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
@@ -197,27 +207,33 @@ def test_cli_visit_fuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.fixture(scope="module")
 def photo_reads(shared_data: Path) -> list[tuple[dict[str, str], ContainerRead]]:
-    """Every labelled photo read once for the whole module."""
+    """Every labelled photo read once for the whole module, before the threshold (as a visit
+    reads them); `_shown` applies the threshold as `read_image` does."""
     folder = shared_data / "real_containers"
     labels = folder / "labels.csv"
     if not labels.is_file():
         pytest.skip("real_containers/labels.csv is not present")
     with labels.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [(row, read_image(folder / row["file"], camera=row["camera"])) for row in rows]
+    return [
+        (row, read_image(folder / row["file"], camera=row["camera"], min_confidence=0.0))
+        for row in rows
+    ]
+
+
+def _shown(read: ContainerRead) -> str | None:
+    return read.container_number if read.confidence >= DEFAULT_MIN_CONFIDENCE else None
 
 
 def test_photos_no_misread_and_most_read(
     photo_reads: list[tuple[dict[str, str], ContainerRead]],
 ) -> None:
     misread = [
-        (row["file"], read.container_number)
+        (row["file"], _shown(read))
         for row, read in photo_reads
-        if read.container_number not in (None, row["container_number"])
+        if _shown(read) not in (None, row["container_number"])
     ]
-    correct = sum(
-        1 for row, read in photo_reads if read.container_number == row["container_number"]
-    )
+    correct = sum(1 for row, read in photo_reads if _shown(read) == row["container_number"])
     assert misread == []
     assert all(read.error is None for _row, read in photo_reads)
     assert correct >= 0.85 * len(photo_reads)
@@ -227,7 +243,7 @@ def test_photos_regions_lie_inside_the_frame(
     photo_reads: list[tuple[dict[str, str], ContainerRead]],
 ) -> None:
     for _row, read in photo_reads:
-        if read.container_number is None:
+        if _shown(read) is None:
             continue
         assert read.region is not None
         x, y, w, h = read.region
@@ -244,9 +260,23 @@ def test_photos_fused_per_visit_no_misread(
     for members in visits.values():
         truths = {row["container_number"] for row, _read in members}
         fused = {
-            c.container_number for c in fuse([r for _row, r in members]) if c.confidence >= 0.6
+            c.container_number
+            for c in fuse([r for _row, r in members], floor=HYPOTHESIS_FLOOR)
+            if c.confidence >= DEFAULT_MIN_CONFIDENCE
         }
         assert fused <= truths
         correct += len(fused)
         total += len(truths)
     assert correct >= 0.85 * total
+
+
+def test_read_visit_withholds_doubtful_numbers_per_image() -> None:
+    painted = _painted("CSQU 305438 3", False, 60, 230)
+    visit = read_visit([painted, np.full((1080, 1920), 128, np.uint8)], ["AH", "LF"])
+    assert [r.camera for r in visit.reads] == ["AH", "LF"]
+    assert visit.reads[0].container_number == "CSQU3054383"
+    assert visit.reads[1].container_number is None
+    assert [c.container_number for c in visit.accepted] == ["CSQU3054383"]
+    strict = read_visit([painted], min_confidence=1.01)
+    assert strict.reads[0].container_number is None and strict.accepted == ()
+    assert [c.container_number for c in strict.containers] == ["CSQU3054383"]

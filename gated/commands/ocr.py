@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from gated.config import ConfigError, load_config
-from ocr import EngineUnavailable, fuse, make_engine, read_image
+from ocr import EngineUnavailable, make_engine, read_image, read_visit
 from ocr.reader import DEFAULT_MIN_CONFIDENCE
 
 
@@ -43,30 +43,34 @@ def run(args: argparse.Namespace) -> int:
     except EngineUnavailable as exc:
         print(f"error: {exc}")
         return 2
-    reads = [
-        read_image(path, camera=args.camera, engine=engine, min_confidence=min_confidence)
-        for path in args.images
-    ]
     if args.visit:
-        containers = [
-            {**asdict(c), "accepted": c.confidence >= min_confidence} for c in fuse(reads)
-        ]
+        visit_read = read_visit(
+            args.images, [args.camera] * len(args.images), engine, min_confidence
+        )
+        reads = list(visit_read.reads)
+        # Only containers at or above the threshold are answers; the rest are for a clerk.
+        accepted = [asdict(c) for c in visit_read.accepted]
+        doubtful = [asdict(c) for c in visit_read.containers if c not in visit_read.accepted]
         visit: dict[str, Any] = {
-            "containers": containers,
+            "containers": accepted,
+            "doubtful": doubtful,
             "images": [_read_dict(r) for r in reads],
         }
         if args.json:
             print(json.dumps(visit))
         else:
-            for c in containers:
-                state = "" if c["accepted"] else "  (below threshold: clerk)"
+            for c, state in [(c, "") for c in accepted] + [(c, " (doubtful)") for c in doubtful]:
                 print(
                     f"{c['container_number']} {c['size_type'] or '----'} "
                     f"{c['confidence']:.2f} from {len(c['images'])} image(s){state}"
                 )
-            if not containers:
-                print("no container number read")
+            if not accepted:
+                print("no container number read with confidence")
     else:
+        reads = [
+            read_image(path, camera=args.camera, engine=engine, min_confidence=min_confidence)
+            for path in args.images
+        ]
         for read in reads:
             if args.json:
                 print(json.dumps(_read_dict(read)))
