@@ -37,13 +37,15 @@ PASSWORDS = {"clerk1": "clerk-pass-1", "super1": "super-pass-1", "view1": "view-
 ROLES = {"clerk1": "clerk", "super1": "supervisor", "view1": "viewer"}
 
 
-def _lane(lane_id: str, direction: str) -> dict[str, Any]:
+def _lane(n: int, direction: str) -> dict[str, Any]:
+    # every lane has devices of its own (the configuration refuses shared ones); nothing
+    # listens on these ports: the kiosk tests never start the lanes
     return {
-        "id": lane_id,
+        "id": str(n + 1),
         "direction": direction,
-        "cameras": [{"name": "AH", "snapshot_url": "http://127.0.0.1:9/ah.jpg"}],
-        "rpm": {"transport": "modbus", "host": "127.0.0.1", "port": 5020},
-        "plc": {"host": "127.0.0.1", "port": 5021},
+        "cameras": [{"name": "AH", "snapshot_url": f"http://127.0.0.1:9/{n}/ah.jpg"}],
+        "rpm": {"transport": "modbus", "host": "127.0.0.1", "port": 15020 + 2 * n},
+        "plc": {"host": "127.0.0.1", "port": 15021 + 2 * n},
     }
 
 
@@ -62,7 +64,7 @@ def make_config(tmp_path: Path, lanes: int = 2) -> SiteConfig:
         "kiosk": {"secret_file": str(tmp_path / "kiosk.secret"), "users": users},
         "images": {"directory": str(tmp_path / "images")},
         "security": {"fascn_key_file": str(tmp_path / "fascn.key")},
-        "lanes": [_lane(str(n + 1), "in" if n % 2 == 0 else "out") for n in range(lanes)],
+        "lanes": [_lane(n, "in" if n % 2 == 0 else "out") for n in range(lanes)],
     }
     return SiteConfig.model_validate(document)
 
