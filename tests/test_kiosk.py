@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gated.config import SiteConfig
+from gated.config import KioskUser, SiteConfig
 from gated.kiosk import KioskServer, create_app
 from gated.kiosk.app import COOKIE
 from gated.models import AuditLog, ContainerReadRow, GateTransaction, Move, OutboxEvent
@@ -580,3 +580,18 @@ def test_lane_board_from_runners_and_health() -> None:
         ("2", "trouble", 1),
     ]
     assert rows[1]["devices"][0]["detail"] == "heartbeat stopped"
+
+
+async def test_a_broken_password_hash_fails_closed(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    broken = config.kiosk.model_copy(
+        update={"users": [KioskUser(username="clerk1", role="clerk", password_hash="plain")]}
+    )
+    config = config.model_copy(update={"kiosk": broken})
+    engine, sessions = make_database(config)
+    app = create_app(config, sessions, RecordingEffects(), list, hasher=FAST_HASHER)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://kiosk.test") as http:
+        assert (await login(http, "clerk1", "plain")).status_code == 401
+        assert COOKIE not in http.cookies
+    engine.dispose()
