@@ -15,14 +15,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-Port = Annotated[int, Field(ge=1, le=65535)]
-Address = Annotated[int, Field(ge=0, le=65535)]
+# strict: YAML's `true` is not port 1
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+Address = Annotated[int, Field(ge=0, le=65535, strict=True)]
+Baud = Annotated[int, Field(gt=0, le=4_000_000, strict=True)]
 
 
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors, models are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -104,7 +106,7 @@ class RpmConfig(Strict):
     host: str | None = Field(default=None, description="Host for modbus and ascii_tcp.")
     port: Port | None = Field(default=None, description="TCP port for modbus and ascii_tcp.")
     serial_port: str | None = Field(default=None, description="Serial device for ascii_serial.")
-    baudrate: int = Field(default=9600, description="Serial speed for ascii_serial.")
+    baudrate: Baud = Field(default=9600, description="Serial speed for ascii_serial.")
     device_id: int = Field(default=1, ge=0, le=247, description="Modbus device (unit) id.")
     registers: RpmRegisterMap = Field(
         default_factory=RpmRegisterMap, description="Modbus register map of the monitor."
@@ -207,7 +209,7 @@ class PlcConfig(Strict):
 
 class SerialDeviceConfig(Strict):
     port: str = Field(description="Serial device path (or a pyserial URL such as socket://).")
-    baudrate: int = Field(default=9600, description="Line speed.")
+    baudrate: Baud = Field(default=9600, description="Line speed.")
     backoff_cap_s: float = Field(
         default=30.0, gt=0, description="Upper bound of the reopen back-off when the port fails."
     )
@@ -269,8 +271,28 @@ class LaneTimeouts(Strict):
     )
 
 
+def _device_addresses(lane: LaneConfig) -> list[tuple[str, str]]:
+    """Where a lane's own devices are, as comparable strings."""
+    found = [("PLC", f"modbus {lane.plc.host}:{lane.plc.port}/{lane.plc.device_id}")]
+    rpm = lane.rpm
+    if rpm.serial_port is not None:
+        found.append(("radiation monitor", f"serial {rpm.serial_port}"))
+    else:
+        found.append(("radiation monitor", f"{rpm.transport} {rpm.host}:{rpm.port}"
+                      f"/{rpm.device_id}"))
+    for kind, device in (("card reader", lane.card_reader), ("scale", lane.scale),
+                         ("printer", lane.printer)):
+        if device is not None:
+            found.append((kind, f"serial {device.port}"))
+    return found
+
+
 class LaneConfig(Strict):
-    id: str = Field(description="Lane identifier, unique in the gate, e.g. '1' or 'IN-1'.")
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="Lane identifier, unique in the gate, e.g. '1' or 'IN-1' (letters, digits, "
+        "'-', '_', '.'; it is part of MQTT topics).",
+    )
     direction: Literal["in", "out"] = Field(description="In-gate or out-gate lane.")
     cameras: list[CameraConfig] = Field(
         default=[], description="Gate cameras looking at this lane's trucks."
@@ -286,6 +308,14 @@ class LaneConfig(Strict):
     timeouts: LaneTimeouts = Field(
         default_factory=LaneTimeouts, description="Timeouts of the lane's steps."
     )
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> LaneConfig:
+        names = [camera.name for camera in self.cameras]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"camera names must be unique in a lane, repeated: {repeated}")
+        return self
 
 
 # --- yard --------------------------------------------------------------------------------------
@@ -469,6 +499,15 @@ class SiteConfig(Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"lane ids must be unique, repeated: {', '.join(duplicates)}")
+        # one device wired to two lanes would let one lane's reading clear another lane's truck
+        owners: dict[str, str] = {}
+        for lane in self.lanes:
+            for kind, where in _device_addresses(lane):
+                if where in owners and owners[where] != lane.id:
+                    raise ValueError(
+                        f"lanes {owners[where]} and {lane.id} share the {kind} at {where}"
+                    )
+                owners[where] = lane.id
         return self
 
     def lane(self, lane_id: str) -> LaneConfig:
@@ -563,10 +602,32 @@ def _merge_misspellings(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(merged, key=lambda i: (i.line or 0, i.path))
 
 
+def _repeated_keys(node: yaml.Node | None, path: str = "") -> list[ConfigIssue]:
+    """Keys given twice in one mapping (YAML would silently keep the last one)."""
+    issues: list[ConfigIssue] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            where = f"{path}.{key}" if path else key
+            if key in seen:
+                issues.append(ConfigIssue(key_node.start_mark.line + 1, where,
+                                          "key given twice in the same section"))
+            seen.add(key)
+            issues.extend(_repeated_keys(value_node, where))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            issues.extend(_repeated_keys(item, f"{path}.{index}"))
+    return issues
+
+
 def parse_config(text: str, source: str = "<config>") -> SiteConfig:
     """Validate a configuration document; raise ConfigError listing every problem."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        repeated = _repeated_keys(root)
+        if repeated:
+            raise ConfigError(source, repeated)
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -588,4 +649,9 @@ def load_config(path: str | Path) -> SiteConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [ConfigIssue(None, "", f"cannot read: {exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            str(path), [ConfigIssue(line, "", "not UTF-8 text (save the file as UTF-8)")]
+        ) from exc
     return parse_config(text, source=str(path))

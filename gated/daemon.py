@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -268,5 +269,19 @@ class Daemon:
         self.supervisor.stop()
 
     def close(self) -> None:
-        self.ocr_executor.shutdown(wait=True, cancel_futures=True)
+        self._stop_ocr_workers()
         self.engine.dispose()
+
+    def _stop_ocr_workers(self, deadline_s: float = 1.0) -> None:
+        """Stop the OCR workers within the stop deadline: a read in progress is abandoned (its
+        transaction is recovered as interrupted at the next start)."""
+        # the executor's process table is private, but waiting for a running read (or a
+        # warm-up still importing OpenCV) could take longer than the daemon may take to stop
+        processes = list(getattr(self.ocr_executor, "_processes", {}).values())
+        self.ocr_executor.shutdown(wait=False, cancel_futures=True)
+        ends = time.monotonic() + deadline_s
+        for process in processes:
+            process.join(max(0.0, ends - time.monotonic()))
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
