@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from gated import models
@@ -312,5 +313,40 @@ async def test_a_row_committed_late_behind_the_cursor_is_still_published(
         for _topic, payload in tos.payloads:
             validate(payload)
     finally:
+        tos.close()
+        engine.dispose()
+
+
+async def test_a_locked_database_is_waited_out_and_nothing_is_lost(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer holds the database past the busy timeout: the bridge's writes fail,
+    it retries with back-off, and once the lock goes every row is marked, every move acked."""
+    import asyncio
+    import sqlite3
+
+    caplog.set_level("INFO", logger="tos_bridge")
+    config = site_config(tmp_path, mosquitto, tos_ack_timeout_s=1.0)
+    engine, sessions = database(config)
+    tos = Tos(config)
+    bridge = TosBridge(config, sessions)
+    blocker = sqlite3.connect(str(tmp_path / "gated.db"), isolation_level=None)
+    try:
+        async with running(bridge) as task:
+            await await_until(lambda: bridge.ready, 10, "bridge connected")
+            ids = write_moves(sessions, config.site_id, 50, lanes=("1",), per_commit=50)
+            blocker.execute("BEGIN EXCLUSIVE")
+            await await_until(lambda: len(tos.seen) == 50, 10, "moves delivered while locked")
+            await asyncio.sleep(6.0)  # past the 5 s busy timeout of the bridge's writes
+            blocker.execute("ROLLBACK")
+            await await_until(lambda: _published(sessions, ids) == 50, 30, "rows marked")
+            await await_until(lambda: bridge.counters.acked == 50, 30, "moves acked")
+            assert not task.done()
+        with sessions() as session:
+            assert count_moves_awaiting_ack(session) == 0
+        assert "database unavailable to the TOS bridge" in caplog.text
+        assert "TOS bridge database recovered" in caplog.text
+    finally:
+        blocker.close()
         tos.close()
         engine.dispose()

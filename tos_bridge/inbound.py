@@ -113,8 +113,16 @@ class CommandHandler:
         if not acks:
             return
         ids = list(dict.fromkeys(i for _, command in acks for i in command.all_ids()))
-        with self._sessions.begin() as session:
-            newly, unknown = apply_acks(session, ids, self._clock())
+        try:
+            with self._sessions.begin() as session:
+                newly, unknown = apply_acks(session, ids, self._clock())
+        except SQLAlchemyError as exc:
+            # the moves stay unacknowledged and are sent again; the TOS acks them again
+            for item, command in acks:
+                failure = CommandRejected("not_applied", exc.__class__.__name__,
+                                          command.command_id)
+                self._reject(item, "acks", failure)
+            return
         self.counts.moves_acked += newly
         self.counts.ack_ids += len(ids)
         missing = set(unknown)

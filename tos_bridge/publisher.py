@@ -68,10 +68,12 @@ class Publisher:
         self._retry_from: int | None = None
         self._retry_at = 0.0
         self._refused_logged = False
+        self._unmarked: list[Sent] = []
 
     def reset(self) -> None:
         """Forget what an earlier client held: its messages died with it, rows get resent."""
         self.broker_acks.clear()
+        self._unmarked.clear()
         self._sent.clear()
         self._outstanding.clear()
         self._cursor = 0
@@ -158,8 +160,14 @@ class Publisher:
                 acked.outbox.append(sent)
             elif sent.kind == "resend":
                 acked.resend.append(sent)
-        if acked.outbox:
-            self._mark(acked.outbox)
+        # rows acked before a database failure are marked with the next ones
+        unmarked, self._unmarked = self._unmarked + acked.outbox, []
+        if unmarked:
+            try:
+                self._mark(unmarked)
+            except Exception:
+                self._unmarked = unmarked
+                raise
         return acked
 
     def _mark(self, done: list[Sent]) -> None:
