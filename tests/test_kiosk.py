@@ -595,3 +595,30 @@ async def test_a_broken_password_hash_fails_closed(tmp_path: Path) -> None:
         assert (await login(http, "clerk1", "plain")).status_code == 401
         assert COOKIE not in http.cookies
     engine.dispose()
+
+
+async def test_logins_and_actions_are_counted(tmp_path: Path) -> None:
+    from gated.metrics import Metrics
+
+    config = make_config(tmp_path)
+    engine, sessions = make_database(config)
+    with sessions() as session, session.begin():
+        tx_id = seed_trouble(session, config)
+    metrics = Metrics()
+    app = create_app(
+        config, sessions, RecordingEffects(), list, hasher=FAST_HASHER, metrics=metrics
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://kiosk.test") as http:
+        await login(http, "clerk1", "wrong")
+        await login(http, "clerk1")
+        token = await page_token(http, f"/transactions/{tx_id}")
+        await http.post(f"/transactions/{tx_id}/approve", data={"reason": "x", "csrf_token": "no"})
+        await http.post(f"/transactions/{tx_id}/approve", data={"reason": "", "csrf_token": token})
+        await http.post(f"/transactions/{tx_id}/rerun-ocr", data={"csrf_token": token})
+    engine.dispose()
+    assert metrics.counter("gated_kiosk_logins_total", result="wrong_password") == 1
+    assert metrics.counter("gated_kiosk_logins_total", result="ok") == 1
+    assert metrics.counter("gated_kiosk_csrf_refused_total") == 1
+    assert metrics.counter("gated_kiosk_actions_total", action="approve", result="refused") == 1
+    assert metrics.counter("gated_kiosk_actions_total", action="rerun-ocr", result="applied") == 1

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
@@ -45,6 +45,15 @@ STATIC_TYPES = {
     ".svg": "image/svg+xml",
 }
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+
+
+class Counters(Protocol):
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        """Add to a named counter with labels."""
+
+
+def _no_count(name: str, amount: float = 1.0, **labels: str) -> None:
+    """Counting switched off (no metrics given)."""
 
 
 class LoginRequired(Exception):
@@ -145,9 +154,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
     hasher: PasswordHasher | None = None,
     board_interval_s: float = 1.0,
+    metrics: Counters | None = None,
 ) -> FastAPI:
     """The kiosk ASGI app. `lane_board` returns each lane's live state from the lane runner;
-    `clock` (seconds) drives session expiry and login limits, so tests can move it."""
+    `clock` (seconds) drives session expiry and login limits, so tests can move it; `metrics`
+    (e.g. `gated.metrics.Metrics`) counts logins, actions and lane failures for /metrics."""
+    count = metrics.inc if metrics is not None else _no_count
     kiosk = Kiosk(config, session_factory, effects, lane_board, clock, hasher, board_interval_s)
     if not config.kiosk.users:
         _LOGGER.warning("kiosk: no users configured, nobody can log in (gated kiosk add-user)")
@@ -171,6 +183,7 @@ def create_app(
             _LOGGER.warning(
                 "kiosk: CSRF token refused for %s on %s", user.username, request.url.path
             )
+            count("gated_kiosk_csrf_refused_total")
             raise Forbidden("The form has expired or did not come from this kiosk. Reload it.")
 
     app = FastAPI(
@@ -240,9 +253,11 @@ def create_app(
         if not kiosk.auth.check_login_csrf(
             request.cookies.get(LOGIN_NONCE_COOKIE), str(form.get("csrf_token") or "")
         ):
+            count("gated_kiosk_logins_total", result="bad_csrf")
             return login_page(request, "The login form expired. Try again.", 403)
         wait = kiosk.auth.limiter.retry_after(username, address)
         if wait > 0:
+            count("gated_kiosk_logins_total", result="limited")
             _LOGGER.warning(
                 "kiosk: login of %r from %s refused: too many failures", username, address
             )
@@ -252,9 +267,11 @@ def create_app(
         user = await kiosk.auth.check_password_off_loop(username, password)
         if user is None:
             kiosk.auth.limiter.failed(username, address)
+            count("gated_kiosk_logins_total", result="wrong_password")
             _LOGGER.info("kiosk: failed login for %r from %s", username, address)
             return login_page(request, "Wrong user name or password.", 401)
         kiosk.auth.limiter.succeeded(username)
+        count("gated_kiosk_logins_total", result="ok")
         cookie, session = kiosk.auth.issue(user)
         _LOGGER.info("kiosk: %s (%s) logged in from %s", user.username, user.role, address)
         response = RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
@@ -442,6 +459,7 @@ def create_app(
             else:
                 return kiosk.page(request, "error.html", 404, message=f"No action {action}.")
         except ActionRefused as exc:
+            count("gated_kiosk_actions_total", action=action, result="refused")
             _LOGGER.info("kiosk: %s: %s on transaction %s refused: %s",
                          user.username, action, tx_id, exc)
             return transaction_page(
@@ -449,8 +467,10 @@ def create_app(
                 typed={k: str(v) for k, v in form.items() if k != "csrf_token"},
             )
         _LOGGER.info("kiosk: %s: %s on transaction %s", user.username, action, tx_id)
+        count("gated_kiosk_actions_total", action=action, result="applied")
         kiosk.flash(user, "ok", outcome.message[:1].upper() + outcome.message[1:] + ".")
         for error in outcome.effect_errors:
+            count("gated_kiosk_lane_effect_failures_total", action=action)
             kiosk.flash(user, "error", f"The lane did not confirm: {error}")
         return RedirectResponse(f"/transactions/{tx_id}", status_code=303)
 
