@@ -9,6 +9,7 @@ then one line per decision.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -41,6 +42,13 @@ def wait_port(port: int, timeout: float) -> bool:
 def start_broker() -> subprocess.Popen[bytes]:
     folder = VAR / "mosquitto"
     folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # started as root, mosquitto drops to its own user: let it write its files
+        try:
+            user = pwd.getpwnam("mosquitto")
+            os.chown(folder, user.pw_uid, user.pw_gid)
+        except KeyError:
+            pass
     conf = folder / "mosquitto.conf"
     conf.write_text(
         f"listener {MQTT_PORT} 127.0.0.1\nallow_anonymous true\n"
@@ -103,6 +111,7 @@ def main() -> int:
         print("\ndemo: stopping")
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
         for process in reversed(processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
