@@ -5,7 +5,7 @@ from __future__ import annotations
 from gated.domain import ContainerRead
 from ocr import fuse
 from ocr.engine import Glyph
-from ocr.reader import decide_number
+from ocr.recognise import decide_number
 
 
 def _read(image: str, number: str | None, confidence: float = 0.9, **kw: object) -> ContainerRead:

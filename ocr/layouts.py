@@ -1,0 +1,75 @@
+"""Container code candidates: 11 blobs in one of the three layouts of a container number.
+
+One line (owner code and serial side by side), several lines (owner code above the serial,
+left-aligned) and a vertical column of upright characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ocr.candidates import Blob, Group
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Eleven blobs that may spell a container number, in reading order."""
+
+    blobs: tuple[Blob, ...]
+    layout: str  # horizontal, horizontal_multiline, vertical
+
+
+def region(blobs: tuple[Blob, ...]) -> tuple[int, int, int, int]:
+    """The bounding box (x, y, w, h) of the blobs."""
+    x0 = min(b.x for b in blobs)
+    y0 = min(b.y for b in blobs)
+    x1 = max(b.right for b in blobs)
+    y1 = max(b.bottom for b in blobs)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _consistent(blobs: tuple[Blob, ...]) -> bool:
+    heights = [b.h for b in blobs]
+    return max(heights) <= 1.5 * min(heights)
+
+
+def assemble(lines: list[Group], columns: list[Group]) -> list[Candidate]:
+    """11-blob candidates in the three layouts, longest and tallest groups first."""
+    found: list[Candidate] = []
+    for group in sorted(columns, key=lambda g: -g.height):
+        found.extend(_windows(group.blobs, "vertical"))
+    for group in sorted(lines, key=lambda g: -g.height):
+        found.extend(_windows(group.blobs, "horizontal"))
+    found.extend(_multiline(lines))
+    return found
+
+
+def _windows(blobs: tuple[Blob, ...], layout: str) -> list[Candidate]:
+    out = []
+    for start in range(0, len(blobs) - 10):
+        window = blobs[start : start + 11]
+        if _consistent(window):
+            out.append(Candidate(window, layout))
+    return out
+
+
+def _multiline(lines: list[Group]) -> list[Candidate]:
+    """Owner code on one line, serial and check digit on the line below, left-aligned. Either
+    line may carry a stray blob (a lock rod, a mark) beside the characters."""
+    out = []
+    for owner_line in (g for g in lines if len(g.blobs) >= 4):
+        for start in range(len(owner_line.blobs) - 3):
+            owner = owner_line.blobs[start : start + 4]
+            bottom = max(b.bottom for b in owner)
+            for serial_line in (g for g in lines if len(g.blobs) >= 7):
+                height = max(owner_line.height, serial_line.height)
+                for index, lead in enumerate(serial_line.blobs[:-6]):
+                    drop = lead.y - bottom
+                    if not -0.1 * height <= drop <= 1.6 * height:
+                        continue
+                    if abs(lead.x - owner[0].x) > 1.2 * height:
+                        continue
+                    blobs = owner + serial_line.blobs[index : index + 7]
+                    if _consistent(blobs):
+                        out.append(Candidate(blobs, "horizontal_multiline"))
+    return out

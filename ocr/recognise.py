@@ -1,0 +1,277 @@
+"""Read one code candidate: synthetic lines through the engine, two opinions per character,
+the check digit as arbiter, a second look at another scale, and a score.
+
+The confidence is the lowest per-character engine confidence of the characters used, with
+penalties for a repair, for disagreement with a read without whitelists, for a rare equipment
+category and for contrary evidence from the second look. It is a score, not a probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ocr import iso6346
+from ocr.candidates import Blob, Group
+from ocr.engine import DIGITS, LETTERS, Engine, Glyph
+from ocr.glyphs import SLOT_GAP, glyph_image, paste, render, unboxed_glyph_image
+from ocr.layouts import Candidate, region
+
+# Scoring: a check-digit repair or a disagreement with the free read costs confidence.
+REPAIR_PENALTY = 0.9
+DISAGREEMENT_PENALTY = 0.8
+# Alternatives weaker than this are noise from the engine, not real doubts.
+MIN_ALTERNATIVE = 0.1
+# Freight containers are category U; a J or Z read is more often a misaligned window (a
+# digit forced into a letter) than detachable equipment or a chassis number at this gate.
+RARE_CATEGORY_PRIOR = 0.6
+# The chosen read is read again this much larger. A different valid number from that reading
+# costs CONTRARY_PENALTY; MANY_UNCONFIRMED characters or more it does not confirm cost
+# VERIFY_PENALTY.
+VERIFY_SCALE = 1.2
+CONTRARY_PENALTY = 0.2
+MANY_UNCONFIRMED = 3
+VERIFY_PENALTY = 0.5
+
+
+@dataclass(frozen=True)
+class CodeRead:
+    """A valid number read from a candidate, with its score."""
+
+    number: str
+    confidence: float
+    candidate: Candidate
+
+
+def _assign(
+    glyphs: list[Glyph], slots: list[tuple[int, int]], gap: float = SLOT_GAP
+) -> list[Glyph | None]:
+    """Each slot's glyph, None where the engine saw no character or several."""
+    per_slot: list[list[Glyph]] = [[] for _ in slots]
+    for glyph in glyphs:
+        centre = (glyph.x0 + glyph.x1) / 2
+        for index, (x0, x1) in enumerate(slots):
+            if x0 - gap / 2 <= centre < x1 + gap / 2:
+                per_slot[index].append(glyph)
+                break
+    return [found[0] if len(found) == 1 else None for found in per_slot]
+
+
+def _read_part(
+    gray: np.ndarray,
+    blobs: tuple[Blob, ...],
+    engine: Engine,
+    whitelist: str,
+    bold: bool = False,
+) -> list[Glyph | None]:
+    line, slots = render(gray, blobs, bold)
+    assigned = _assign(engine.read_line(line, whitelist), slots)
+    for index, glyph in enumerate(assigned):
+        if glyph is None:  # read that one character on its own
+            single, single_slots = render(gray, (blobs[index],), bold)
+            assigned[index] = _assign(engine.read_line(single, whitelist), single_slots)[0]
+    return assigned
+
+
+def _two_opinions(
+    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str
+) -> list[Glyph | None]:
+    """Read the characters as binarised by Otsu and again with bolder strokes. Where the two
+    readings differ, the more confident one leads and the other becomes its alternative, so
+    that the check digit can arbitrate."""
+    plain = _read_part(gray, blobs, engine, whitelist)
+    bold = _read_part(gray, blobs, engine, whitelist, bold=True)
+    return [_merge(a, b) for a, b in zip(plain, bold, strict=True)]
+
+
+def _merge(a: Glyph | None, b: Glyph | None) -> Glyph | None:
+    if a is None or b is None:
+        return a or b
+    lead, other = (a, b) if a.confidence >= b.confidence else (b, a)
+    alternatives = dict(lead.alternatives)
+    for text, confidence in ((other.text, other.confidence), *other.alternatives):
+        if text != lead.text:
+            alternatives[text] = max(alternatives.get(text, 0.0), confidence)
+    ranked = tuple(sorted(alternatives.items(), key=lambda item: -item[1]))
+    return Glyph(lead.text, lead.confidence, lead.x0, lead.x1, ranked)
+
+
+def _with_unboxed_check_digit(
+    gray: np.ndarray, blobs: tuple[Blob, ...], check: Glyph | None, engine: Engine
+) -> Glyph | None:
+    """When the check digit sits in a box, read the serial again with the digit cut out of
+    the box; the two readings of the check digit merge like two opinions (the check digit
+    arbitrates where they differ)."""
+    unboxed = unboxed_glyph_image(gray, blobs[-1])
+    if unboxed is None:
+        return check
+    line, slots = paste([glyph_image(gray, b) for b in blobs[:-1]] + [unboxed])
+    return _merge(check, _assign(engine.read_line(line, DIGITS), slots)[-1])
+
+
+def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> CodeRead | None:
+    """Read one 11-blob candidate; None unless it yields exactly one valid number."""
+    owner = _two_opinions(gray, candidate.blobs[:4], engine, LETTERS)
+    if any(g is None for g in owner):
+        return None
+    serial = _two_opinions(gray, candidate.blobs[4:], engine, DIGITS)
+    serial[-1] = _with_unboxed_check_digit(gray, candidate.blobs[4:], serial[-1], engine)
+    if any(g is None for g in serial):
+        return None
+    decided = decide_number([g for g in owner + serial if g is not None])
+    if decided is None:
+        return None
+    number, confidence = decided
+    if number[3] != "U":
+        confidence *= RARE_CATEGORY_PRIOR
+    free = _free_read(gray, candidate, engine)
+    if free is not None and free[:10] != number[:10]:
+        confidence *= DISAGREEMENT_PENALTY
+    return CodeRead(number, confidence, candidate)
+
+
+def _read_rescaled(
+    line: np.ndarray, slots: list[tuple[int, int]], engine: Engine, whitelist: str
+) -> list[Glyph | None]:
+    """Read a rendered line again at another size: the engine's errors depend on scale."""
+    factor = VERIFY_SCALE
+    size = (round(line.shape[1] * factor), round(line.shape[0] * factor))
+    bigger = cv2.resize(line, size, interpolation=cv2.INTER_LINEAR)
+    _thr, bigger = cv2.threshold(bigger, 127, 255, cv2.THRESH_BINARY)
+    scaled = [(round(a * factor), round(b * factor)) for a, b in slots]
+    return _assign(engine.read_line(bigger, whitelist), scaled, gap=SLOT_GAP * factor)
+
+
+def verify(gray: np.ndarray, read: CodeRead, engine: Engine) -> CodeRead:
+    """Read the chosen candidate once more at another scale. A second reading that spells a
+    different valid number is strong contrary evidence (two confident errors that happen to
+    pass the check digit rarely repeat at another scale); many unconfirmed characters are
+    weaker evidence. The second reading is noisier than the first, so it never confirms a
+    number, it only casts doubt."""
+    blobs = read.candidate.blobs
+    owner_line, owner_slots = render(gray, blobs[:4])
+    serial_line, serial_slots = render(gray, blobs[4:])
+    seen = _read_rescaled(owner_line, owner_slots, engine, LETTERS)
+    seen += _read_rescaled(serial_line, serial_slots, engine, DIGITS)
+    spelled = ["".join(g.text if g is not None else "?" for g in seen)]
+    unboxed = unboxed_glyph_image(gray, blobs[-1])
+    if unboxed is not None:
+        line, slots = paste([glyph_image(gray, b) for b in blobs[4:-1]] + [unboxed])
+        other = _read_rescaled(line, slots, engine, DIGITS)[-1]
+        if other is not None:
+            spelled.append(spelled[0][:-1] + other.text)
+    contrary = any(
+        text != read.number and iso6346.is_valid_container_number(text) for text in spelled
+    )
+    unconfirmed = min(
+        sum(1 for a, b in zip(text, read.number, strict=True) if a != b) for text in spelled
+    )
+    confidence = read.confidence
+    if contrary:
+        confidence *= CONTRARY_PENALTY
+    elif unconfirmed >= MANY_UNCONFIRMED:
+        confidence *= VERIFY_PENALTY
+    return CodeRead(read.number, confidence, read.candidate)
+
+
+def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
+    """The number 11 glyphs spell and its confidence. When the check digit fails, each
+    position's alternatives are tried, and the answer stands only if exactly one valid number
+    can be made of them."""
+    if len(glyphs) != 11:
+        return None
+    text = "".join(g.text for g in glyphs)
+    confidence = min(g.confidence for g in glyphs)
+    if iso6346.is_valid_container_number(text):
+        return text, confidence
+    alternatives = [
+        [g.text] + [a for a, c in g.alternatives if c >= MIN_ALTERNATIVE] for g in glyphs
+    ]
+    valid = iso6346.valid_from_alternatives(alternatives)
+    if len(valid) != 1:
+        return None
+    number = valid[0]
+    # A repaired character counts with the confidence of the alternative that was chosen.
+    confidence = 1.0
+    for glyph, char in zip(glyphs, number, strict=True):
+        chosen = glyph.confidence if char == glyph.text else dict(glyph.alternatives)[char]
+        confidence = min(confidence, chosen)
+    return number, confidence * REPAIR_PENALTY
+
+
+def _free_read(gray: np.ndarray, candidate: Candidate, engine: Engine) -> str | None:
+    """The candidate read without position whitelists, coerced by position afterwards: a check
+    that the letters really look like letters and the digits like digits."""
+    owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS + DIGITS)
+    serial = _read_part(gray, candidate.blobs[4:10], engine, LETTERS + DIGITS)
+    if any(g is None for g in owner + serial):
+        return None
+    return iso6346.coerce_positions(
+        "".join(g.text for g in owner + serial if g is not None) + "0"
+    )
+
+
+def choose(reads: list[CodeRead]) -> CodeRead | None:
+    """The best read of an image; conflicting valid numbers make it doubtful."""
+    if not reads:
+        return None
+    reads = sorted(reads, key=lambda r: -r.confidence)
+    best = reads[0]
+    support = sum(1 for r in reads if r.number == best.number)
+    rivals = [r for r in reads[1:] if r.number != best.number and _overlap(r, best)]
+    confidence = best.confidence
+    if rivals:
+        confidence *= max(0.0, 1.0 - rivals[0].confidence)
+    elif support > 1:
+        confidence = 1.0 - (1.0 - confidence) * 0.5
+    return CodeRead(best.number, confidence, best.candidate)
+
+
+def _overlap(a: CodeRead, b: CodeRead) -> bool:
+    """True when two reads come from overlapping parts of the image."""
+    ax, ay, aw, ah = region(a.candidate.blobs)
+    bx, by, bw, bh = region(b.candidate.blobs)
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+# --- size/type code ------------------------------------------------------------------------
+
+
+def find_size_type(
+    gray: np.ndarray,
+    candidate: Candidate,
+    lines: list[Group],
+    columns: list[Group],
+    engine: Engine,
+) -> str | None:
+    """The 4-character size/type code printed next to the number, when one is found."""
+    x0, y0, w, h = region(candidate.blobs)
+    char_h = float(np.median([b.h for b in candidate.blobs]))
+    serial = candidate.blobs[4:]
+    if candidate.layout == "vertical":
+        groups = [
+            g for g in columns
+            if 0 < g.blobs[0].x - (x0 + w) < 6 * char_h and abs(g.blobs[0].y - y0) < 3 * char_h
+        ]
+    else:
+        serial_x0 = min(b.x for b in serial)
+        serial_x1 = max(b.right for b in serial)
+        groups = [
+            g for g in lines
+            if 0 <= g.blobs[0].y - (y0 + h) < 2.5 * char_h
+            and serial_x0 - char_h <= g.blobs[0].x <= serial_x1
+        ]
+    groups.sort(key=lambda g: abs(g.blobs[0].y - y0) + abs(g.blobs[0].x - x0))
+    for group in groups:
+        for start in range(0, len(group.blobs) - 3):
+            blobs = group.blobs[start : start + 4]
+            line, slots = render(gray, blobs)
+            assigned = _assign(engine.read_line(line, LETTERS + DIGITS), slots)
+            if any(g is None for g in assigned):
+                continue
+            code = iso6346.repair_size_type("".join(g.text for g in assigned if g is not None))
+            if code is not None:
+                return code
+    return None
