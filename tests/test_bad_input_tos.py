@@ -50,22 +50,11 @@ def test_parse_refuses_hostile_payloads(kind: str, payload: bytes) -> None:
     assert caught.value.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tos_bridge/commands.py: Command.schema_version is Literal[1] in pydantic's lax mode, "
-    "so JSON `true` passes as version 1 and the command is applied",
-)
 def test_boolean_schema_version_refused() -> None:
     with pytest.raises(CommandRejected):
         parse_command("holds", json.dumps({**HOLD, "schema_version": True}).encode(), 65536)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tos_bridge/commands.py parse_command: deeply nested JSON (e.g. 20,000 '[') raises "
-    "RecursionError out of json.loads, which is not caught; in the bridge it kills the worker "
-    "thread before the command is answered or PUBACKed (see the broker test below)",
-)
 @pytest.mark.parametrize("payload", [b"[" * 20000, b'{"a":' * 5000 + b"1" + b"}" * 5000])
 def test_parse_refuses_deeply_nested_json(payload: bytes) -> None:
     with pytest.raises(CommandRejected) as caught:
@@ -109,12 +98,6 @@ async def test_hostile_commands_and_a_flood_are_answered_counted_and_harmless(
         engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tos_bridge: a deeply nested JSON command raises RecursionError in the bridge's "
-    "worker thread; the bridge dies without answering, the command is never PUBACKed, and the "
-    "broker redelivers it to every restarted bridge (a poison message)",
-)
 async def test_deeply_nested_command_does_not_kill_the_bridge(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:

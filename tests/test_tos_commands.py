@@ -232,3 +232,38 @@ async def test_commands_sent_while_the_gate_is_away_are_applied_when_it_returns(
     finally:
         tos.close()
         engine.dispose()
+
+
+async def test_a_command_that_fails_unexpectedly_is_answered_and_the_bridge_goes_on(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in applying one command must not stop the bridge (the command, never
+    acknowledged, would otherwise come back at every restart)."""
+    import tos_bridge.inbound
+
+    real = tos_bridge.inbound.apply_command
+
+    def buggy(session: Session, command: Any, now: Any) -> None:
+        if getattr(command, "reference", None) == "BUG":
+            raise KeyError("a bug")
+        real(session, command, now)
+
+    monkeypatch.setattr(tos_bridge.inbound, "apply_command", buggy)
+    config = site_config(tmp_path, mosquitto)
+    engine, sessions = database(config)
+    tos = Tos(config)
+    bridge = TosBridge(config, sessions)
+    try:
+        async with running(bridge) as task:
+            await await_until(lambda: bridge.ready, 10, "bridge subscribed")
+            tos.send("appointments", {**APPOINTMENT, "reference": "BUG", "command_id": "b1"})
+            tos.send("appointments", APPOINTMENT)
+            await await_until(lambda: bridge.counters.commands == 1, 10, "the next command")
+            assert not task.done()
+        [reply] = tos.messages("tos/errors")
+        assert (reply["error"], reply["detail"]) == ("not_applied", "KeyError")
+        with sessions() as session:
+            assert [a.reference for a in session.scalars(select(models.Appointment))] == ["APT-1"]
+    finally:
+        tos.close()
+        engine.dispose()

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -58,6 +59,14 @@ class Command(BaseModel):
     command_id: str | None = Field(
         default=None, max_length=64, description="TOS reference, repeated in any error reply."
     )
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # JSON `true` equals 1 to Python, and Literal[1] cannot be made strict
+        if isinstance(value, bool):
+            raise ValueError("schema_version must be the number 1, not a boolean")
+        return value
 
 
 class AppointmentCommand(Command):
@@ -168,6 +177,8 @@ def parse_command(kind: str, payload: bytes, max_bytes: int) -> Command:
         document: Any = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise CommandRejected("malformed", f"not a JSON document: {exc}") from exc
+    except RecursionError as exc:
+        raise CommandRejected("malformed", "JSON nested too deeply") from exc
     command_id = None
     if isinstance(document, dict) and isinstance(document.get("command_id"), str):
         command_id = document["command_id"][:64]

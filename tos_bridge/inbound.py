@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,28 +67,50 @@ class CommandHandler:
     def handle(self, items: Iterable[Inbound]) -> None:
         acks: list[tuple[Inbound, AckCommand]] = []
         for item in items:
-            kind = self._topics.command_kind(item.topic)
-            command: Any = None
-            rejected: CommandRejected | None = None
-            if kind is not None and kind != ERRORS_TOPIC:
-                try:
-                    command = parse_command(
-                        kind, item.payload, self._config.mqtt.max_command_bytes
-                    )
-                except CommandRejected as exc:
-                    rejected = exc
-            if isinstance(command, AckCommand):
-                acks.append((item, command))
-                continue
-            self._apply_acks(acks)
-            acks = []
-            if kind is None or kind == ERRORS_TOPIC:  # our replies (3.1.1 has no no-local)
-                self._acknowledge(item)
-            elif rejected is not None:
-                self._reject(item, kind, rejected)
-            else:
-                self._apply_one(item, kind, command)
+            try:
+                acks = self._one(item, acks)
+            except SQLAlchemyError:
+                raise  # the worker waits for the database and tries again
+            except Exception as exc:
+                # one command must never stop the bridge, or it would come back at every
+                # restart (it is never acknowledged); answer it and keep the trace
+                self._unexpected(item, exc)
         self._apply_acks(acks)
+
+    def _one(
+        self, item: Inbound, acks: list[tuple[Inbound, AckCommand]]
+    ) -> list[tuple[Inbound, AckCommand]]:
+        """Handle one message; returns the acks still to be applied as a batch."""
+        kind = self._topics.command_kind(item.topic)
+        command: Any = None
+        rejected: CommandRejected | None = None
+        if kind is not None and kind != ERRORS_TOPIC:
+            try:
+                command = parse_command(kind, item.payload, self._config.mqtt.max_command_bytes)
+            except CommandRejected as exc:
+                rejected = exc
+        if isinstance(command, AckCommand):
+            return [*acks, (item, command)]
+        self._apply_acks(acks)
+        if kind is None or kind == ERRORS_TOPIC:  # our replies (3.1.1 has no no-local)
+            self._acknowledge(item)
+        elif rejected is not None:
+            self._reject(item, kind, rejected)
+        else:
+            self._apply_one(item, kind, command)
+        return []
+
+    def _unexpected(self, item: Inbound, exc: Exception) -> None:
+        # the trace as text: a kept exception would keep this handler (and paho) alive
+        _LOGGER.error(
+            "site %s: TOS command on %s failed unexpectedly: %s\n%s",
+            self._config.site_id,
+            item.topic[:255],
+            exc.__class__.__name__,
+            traceback.format_exc(),
+        )
+        failure = CommandRejected("not_applied", exc.__class__.__name__)
+        self._reject(item, item.topic.rsplit("/", 1)[-1], failure)
 
     def _apply_one(self, item: Inbound, kind: str, command: Any) -> None:
         try:
@@ -116,11 +139,19 @@ class CommandHandler:
         try:
             with self._sessions.begin() as session:
                 newly, unknown = apply_acks(session, ids, self._clock())
-        except SQLAlchemyError as exc:
+        except Exception as exc:
             # the moves stay unacknowledged and are sent again; the TOS acks them again
+            if not isinstance(exc, SQLAlchemyError):
+                _LOGGER.error(
+                    "site %s: TOS acks failed unexpectedly: %s\n%s",
+                    self._config.site_id,
+                    exc.__class__.__name__,
+                    traceback.format_exc(),
+                )
             for item, command in acks:
-                failure = CommandRejected("not_applied", exc.__class__.__name__,
-                                          command.command_id)
+                failure = CommandRejected(
+                    "not_applied", exc.__class__.__name__, command.command_id
+                )
                 self._reject(item, "acks", failure)
             return
         self.counts.moves_acked += newly
