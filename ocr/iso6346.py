@@ -91,6 +91,10 @@ def parse_size_type(code: str | None) -> SizeType | None:
     return SizeType(code, LENGTHS[length], HEIGHTS[height], TYPE_GROUPS[group])
 
 
+# The type detail is a digit; only letters shaped like one are taken for it.
+_DETAIL_FOR_LETTER = {"O": "0", "I": "1", "L": "1", "Z": "2", "S": "5", "G": "6", "B": "8"}
+
+
 def repair_size_type(text: str) -> str | None:
     """Map confusable characters of a 4-character read onto a size/type code, or None."""
     text = text.replace(" ", "").upper()
@@ -102,7 +106,7 @@ def repair_size_type(text: str) -> str | None:
     if height not in HEIGHTS:
         height = DIGIT_FOR_LETTER.get(height, height)
     group = LETTER_FOR_DIGIT.get(group, group)
-    detail = DIGIT_FOR_LETTER.get(detail, detail)
+    detail = _DETAIL_FOR_LETTER.get(detail, detail)
     repaired = length + height + group + detail
     return repaired if parse_size_type(repaired) else None
 

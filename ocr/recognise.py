@@ -263,10 +263,13 @@ def find_size_type(
             if 0 <= g.blobs[0].y - (y0 + h) < 2.5 * char_h
             and serial_x0 - char_h <= g.blobs[0].x <= serial_x1
         ]
+    own = set(candidate.blobs)
     groups.sort(key=lambda g: abs(g.blobs[0].y - y0) + abs(g.blobs[0].x - x0))
     for group in groups:
         for start in range(0, len(group.blobs) - 3):
             blobs = group.blobs[start : start + 4]
+            if own.intersection(blobs):
+                continue
             line, slots = render(gray, blobs)
             assigned = _assign(engine.read_line(line, LETTERS + DIGITS), slots)
             if any(g is None for g in assigned):

@@ -87,3 +87,8 @@ def test_repair_only_when_exactly_one_fits() -> None:
     assert iso6346.valid_from_alternatives([[c] for c in "TGHU7870037"]) == []
     # Too many combinations are not searched.
     assert iso6346.valid_from_alternatives([list("0123456789")] * 11) == []
+
+
+def test_repair_size_type_does_not_turn_an_owner_code_into_one() -> None:
+    assert iso6346.repair_size_type("KMBU") is None
+    assert iso6346.repair_size_type("22GO") == "22G0"
