@@ -46,6 +46,8 @@ def add_event(
     The envelope (schema version, event id, site, lane, time) is added here; `body` carries
     the payload's own fields and must not repeat the envelope's keys.
     """
+    if not topic or "+" in topic or "#" in topic or "" in topic.split("/") or "\0" in topic:
+        raise ValueError(f"not a topic an event can be published on: {topic!r}")
     payload = envelope(site=site, lane=lane, body=body, event_id=event_id, time=time)
     event_id = str(payload["event_id"])
     session.add(

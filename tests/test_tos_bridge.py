@@ -350,3 +350,30 @@ async def test_a_locked_database_is_waited_out_and_nothing_is_lost(
         blocker.close()
         tos.close()
         engine.dispose()
+
+
+async def test_a_row_mqtt_cannot_carry_is_skipped_and_the_rest_flows(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    from gated.outbox import add_event
+
+    config = site_config(tmp_path, mosquitto)
+    engine, sessions = database(config)
+    tos = Tos(config, ack_moves=False)
+    bridge = TosBridge(config, sessions)
+    try:
+        with sessions() as session, pytest.raises(ValueError):
+            add_event(session, site="demo", topic="lanes/#/state", lane="1", body={})
+        with sessions.begin() as session:  # written past add_event, as a buggy writer might
+            session.add(models.OutboxEvent(event_id="poison", topic="lanes/+/state",
+                                           lane="1", payload="{}", retain=False))
+        async with running(bridge) as task:
+            ids = write_moves(sessions, config.site_id, 5, lanes=("1",))
+            await await_until(lambda: len(tos.seen) == 5, 10, "the moves after it")
+            assert not task.done()
+        assert tos.first_order["1"] == ids
+        with sessions() as session:
+            assert backlog(session) == 1
+    finally:
+        tos.close()
+        engine.dispose()

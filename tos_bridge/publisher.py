@@ -30,6 +30,10 @@ WINDOW = 1000  # messages handed to paho and not yet acknowledged by the broker
 CHUNK = 500  # ids per IN (...) clause
 
 
+class Unpublishable(Exception):
+    """A message MQTT cannot carry (a wildcard in its topic, say)."""
+
+
 @dataclass(frozen=True)
 class Sent:
     """A message handed to paho: an outbox row, a move resent, or a direct reply."""
@@ -69,11 +73,13 @@ class Publisher:
         self._retry_at = 0.0
         self._refused_logged = False
         self._unmarked: list[Sent] = []
+        self._skipped: set[int] = set()  # rows MQTT cannot carry, logged once
 
     def reset(self) -> None:
         """Forget what an earlier client held: its messages died with it, rows get resent."""
         self.broker_acks.clear()
         self._unmarked.clear()
+        self._skipped.clear()
         self._sent.clear()
         self._outstanding.clear()
         self._cursor = 0
@@ -92,13 +98,16 @@ class Publisher:
         client = self.client
         if client is None:
             return False
-        info = client.publish(
-            self._topics.full(sent.topic),
-            payload,
-            qos=1,
-            retain=retain,
-            properties=mqtt.event_properties(self._config, sent.event_id),
-        )
+        try:
+            info = client.publish(
+                self._topics.full(sent.topic),
+                payload,
+                qos=1,
+                retain=retain,
+                properties=mqtt.event_properties(self._config, sent.event_id),
+            )
+        except ValueError as exc:  # a topic or payload MQTT cannot carry: never will
+            raise Unpublishable(str(exc)) from exc
         # NO_CONN: paho keeps the message and sends it after reconnecting
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             _LOGGER.warning(
@@ -138,8 +147,21 @@ class Publisher:
         count = 0
         for row_id, event_id, topic, payload, retain in rows:
             if row_id not in self._outstanding:
-                if not self.publish(Sent("outbox", row_id, event_id, topic), payload, retain):
-                    break
+                try:
+                    if not self.publish(Sent("outbox", row_id, event_id, topic), payload, retain):
+                        break
+                except Unpublishable as exc:
+                    # left in the outbox (it shows in the backlog) rather than stop the rest
+                    _LOGGER.error(
+                        "site %s: outbox row %d (event %s) cannot be published, skipped: %s",
+                        self._config.site_id,
+                        row_id,
+                        event_id,
+                        str(exc),  # not the exception: its frames would keep paho alive
+                    )
+                    self._cursor = row_id
+                    self._skipped.add(row_id)
+                    continue
                 self._outstanding.add(row_id)
                 count += 1
             self._cursor = row_id
@@ -225,7 +247,8 @@ class Publisher:
                     .limit(WINDOW + 1)
                 )
             )
-        skipped = [row_id for row_id in late if row_id not in self._outstanding]
+        known = self._outstanding | self._skipped
+        skipped = [row_id for row_id in late if row_id not in known]
         if skipped and self._retry_from is None:
             _LOGGER.info(
                 "site %s: %d outbox rows committed late, publishing them now",
