@@ -6,6 +6,7 @@ Every problem becomes an `ImageError` with a message a clerk or an operator can 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import cv2
@@ -81,9 +82,14 @@ def _decode(raw: bytes) -> np.ndarray:
 def _check_header(raw: bytes) -> None:
     """Refuse a huge image from its header, before decoding allocates it."""
     try:
-        with Image.open(io.BytesIO(raw)) as header:
-            width, height = header.size
-    except (OSError, ValueError, Image.DecompressionBombError):
+        with warnings.catch_warnings():
+            # Pillow warns about large images; this check gives its own clear error instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large ({exc})") from exc
+    except (OSError, ValueError):
         return  # unknown to Pillow: OpenCV decides below, its own pixel limit applies
     if width * height > MAX_PIXELS:
         raise ImageError(f"image too large ({width}x{height})")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
+import struct
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -112,9 +113,16 @@ def _jpeg(array: np.ndarray) -> bytes:
 
 
 def _png_header_only(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (width, height)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    """A PNG that claims width x height in its header, with almost no pixel data behind it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,6 +134,7 @@ def _png_header_only(width: int, height: int) -> bytes:
         (lambda tmp: np.zeros((0, 0), np.uint8), "not an image array"),
         (lambda tmp: np.zeros((10, 10), np.uint8), "too small"),
         (lambda tmp: _png_header_only(8000, 6000), "too large"),
+        (lambda tmp: _png_header_only(16000, 16000), "too large"),  # beyond Pillow's own limit
         (lambda tmp: np.zeros((100, 100, 3), np.int32), "pixel type"),
         (lambda tmp: np.zeros((100, 100, 5), np.uint8), "channel"),
         (lambda tmp: tmp / "missing.jpg", "cannot read"),
@@ -133,7 +142,8 @@ def _png_header_only(width: int, height: int) -> bytes:
         (lambda tmp: 42, "unsupported input"),
     ],
     ids=[
-        "empty-bytes", "truncated-jpeg", "text", "0x0", "tiny", "huge", "int32", "5-channels",
+        "empty-bytes", "truncated-jpeg", "text", "0x0", "tiny", "huge", "bomb", "int32",
+        "5-channels",
         "missing-file", "empty-file", "wrong-type",
     ],
 )
