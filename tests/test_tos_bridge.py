@@ -377,3 +377,35 @@ async def test_a_row_mqtt_cannot_carry_is_skipped_and_the_rest_flows(
     finally:
         tos.close()
         engine.dispose()
+
+
+def test_a_credential_check_event_matches_its_schema(tmp_path: Path) -> None:
+    """The lane's credential events (gated.credentials) are documented too."""
+    from gated.credentials import record_check
+    from gated.domain import CredentialCheck, Reason
+    from gated.models import OutboxEvent
+    from tests.test_tos_helpers import site_config as _site
+
+    class _NoBroker:
+        host = "127.0.0.1"
+        port = 1
+
+    config = _site(tmp_path, _NoBroker())
+    engine, sessions = database(config)
+    try:
+        with sessions.begin() as session:
+            for check in (
+                CredentialCheck(valid=True, reasons=(), fascn_hash="ab" * 32,
+                                credential_last4="0042", biometric_status="match"),
+                CredentialCheck(valid=False, reasons=(Reason("card_canceled", "on the CCL"),),
+                                fascn_hash=None, credential_last4=None),
+            ):
+                record_check(session, check, site=config.site_id, lane="1")
+        with sessions() as session:
+            rows = list(session.scalars(select(OutboxEvent)))
+        assert [row.topic for row in rows] == ["lanes/1/credential"] * 2
+        for row in rows:
+            validate(json.loads(row.payload), topic=row.topic)
+            assert "ab" * 32 not in row.payload
+    finally:
+        engine.dispose()

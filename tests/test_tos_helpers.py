@@ -176,12 +176,28 @@ def write_events(sessions: sessionmaker[Session], site: str, bodies: list[dict[s
             add_event(session, site=site, topic="transactions", lane="1", body=body)
 
 
-def validate(payload: dict[str, Any]) -> None:
-    """Check one published payload against its JSON Schema in docs/schemas/."""
-    schema = json.loads((SCHEMAS / SCHEMA_BY_TYPE[payload["type"]]).read_text())
+def validate(payload: dict[str, Any], topic: str | None = None) -> None:
+    """Check one published payload against its JSON Schema in docs/schemas/ (chosen by its
+    `type`, or by its topic relative to the site)."""
+    name = SCHEMA_BY_TYPE.get(str(payload.get("type")))
+    if topic is not None:
+        name = schema_for_topic(topic)
+    assert name is not None, f"no schema for {topic!r} / type {payload.get('type')!r}"
+    schema = json.loads((SCHEMAS / name).read_text())
     jsonschema.validate(
         payload, schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
+
+
+def schema_for_topic(topic: str) -> str | None:
+    fixed = {"transactions": "transaction.json", "moves": "move.json",
+             "tos/errors": "command_error.json"}
+    if topic in fixed:
+        return fixed[topic]
+    parts = topic.split("/")
+    if len(parts) == 3 and parts[0] == "lanes":
+        return {"state": "lane_state.json", "credential": "credential.json"}.get(parts[2])
+    return None
 
 
 class Tos:
