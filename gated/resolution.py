@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,12 @@ def check_container_number(text: str) -> str:
     number = re.sub(r"[\s\-./]", "", text or "").upper()
     if not number:
         raise ActionRefused("no container number was given")
+    if not re.fullmatch(r"[A-Z0-9]{1,32}", number):
+        # only ASCII: stdnum would take any Unicode digit (Arabic-Indic, full-width) as one
+        shown = number[:32].encode("ascii", "replace").decode()
+        raise ActionRefused(
+            f"{shown} is not a container number: use the letters A-Z and the digits 0-9 only"
+        )
     try:
         return str(iso6346.validate(number))
     except InvalidLength:
@@ -85,7 +92,11 @@ def check_container_number(text: str) -> str:
 
 
 def _check_reason(reason: str | None, required: bool) -> str | None:
-    text = " ".join((reason or "").split())
+    # control and format characters (NUL, escapes, bidi overrides) are no part of a reason
+    printable = "".join(
+        " " if unicodedata.category(char)[0] == "C" else char for char in reason or ""
+    )
+    text = " ".join(printable.split())
     if len(text) > MAX_REASON_CHARS:
         raise ActionRefused(f"the reason is longer than {MAX_REASON_CHARS} characters")
     if required and len(text) < 3:

@@ -6,6 +6,7 @@ Images are real gate photos from ../shared/data when present, otherwise hwsim's 
 from __future__ import annotations
 
 import secrets
+import shutil
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -85,9 +86,9 @@ class SeededPhoto:
 def photos(config: SiteConfig, key: str, source: str = "auto") -> list[SeededPhoto]:
     """Three images of one truck under images.directory, with the code regions OCR found.
 
-    source "real": the shared gate photos (they stay outside the repository: linked, not
-    copied); "synthetic": pictures drawn by hwsim's renderer (safe to publish, e.g. in docs);
-    "auto": real when present, else synthetic.
+    source "real": the shared gate photos (copied into the test's temporary directory, never
+    into the repository); "synthetic": pictures drawn by hwsim's renderer (safe to publish,
+    e.g. in docs); "auto": real when present, else synthetic.
     """
     directory = Path(config.images.directory) / key
     directory.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def _real_photos(directory: Path) -> list[SeededPhoto]:
     for camera, suffix in (("AH", "A01"), ("LF", "C01"), ("RF", "D01")):
         source = REAL_PHOTOS / f"1-124126001-OCR-{camera}-{suffix}.jpg"
         target = directory / source.name
-        target.symlink_to(source)
+        shutil.copyfile(source, target)  # into the test's temporary image directory only
         found.append(SeededPhoto(camera, target, regions[camera]))
     return found
 

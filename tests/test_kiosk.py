@@ -466,16 +466,22 @@ async def test_server_stops_cleanly_with_a_board_stream_open(site: Site) -> None
 
 
 async def test_images_only_from_the_image_directory(client: httpx.AsyncClient, site: Site) -> None:
-    secret = site.config.images.directory + "/../kiosk.secret"
+    directory = Path(site.config.images.directory)
+    secret = str(directory / ".." / "kiosk.secret")
+    (directory / "link.jpg").symlink_to(Path(site.config.kiosk.secret_file))
+    read_ids = []
     with site.sessions() as session, session.begin():
-        read = ContainerReadRow(transaction_id=site.tx_id, camera="X", image_path=secret)
-        session.add(read)
-        session.flush()
-        read_id = read.id
+        for path in (secret, "link.jpg", "\x00x.jpg"):  # up and out, a symlink out, a NUL
+            read = ContainerReadRow(transaction_id=site.tx_id, camera="X", image_path=path)
+            session.add(read)
+            session.flush()
+            read_ids.append(read.id)
     await login(client, "view1")
-    response = await client.get(f"/transactions/{site.tx_id}/images/{read_id}")
-    assert response.status_code == 404
-    assert b"image not available" in response.content
+    for read_id in read_ids:
+        response = await client.get(f"/transactions/{site.tx_id}/images/{read_id}")
+        assert response.status_code == 404
+        assert b"image not available" in response.content
+    assert (await client.get(f"/transactions/{site.tx_id}")).status_code == 200
     # the read of another transaction is not served under this one
     other = await client.get(f"/transactions/{site.tx_id + 1}/images/1")
     assert other.status_code == 404
@@ -622,3 +628,13 @@ async def test_logins_and_actions_are_counted(tmp_path: Path) -> None:
     assert metrics.counter("gated_kiosk_csrf_refused_total") == 1
     assert metrics.counter("gated_kiosk_actions_total", action="approve", result="refused") == 1
     assert metrics.counter("gated_kiosk_actions_total", action="rerun-ocr", result="applied") == 1
+
+
+async def test_ids_that_cannot_exist_are_404(client: httpx.AsyncClient) -> None:
+    await login(client, "view1")
+    huge = "9" * 23
+    for path in (f"/transactions/{huge}", f"/transactions/1/images/{huge}", "/transactions/0"):
+        assert (await client.get(path)).status_code == 404, path
+    assert (await client.get(f"/api/transactions/{huge}")).json() == {
+        "error": f"No transaction {huge}."
+    }

@@ -90,6 +90,8 @@ def test_valid_numbers_are_normalised(typed: str, expected: str | None) -> None:
         ("TGHU787003", "has 10 characters"),
         ("TGH07870036", "not a container number"),
         ("", "no container number"),
+        ("MSCU\u0661\u0662\u0663\u0664\u0665\u0666\u0667", "A-Z and the digits 0-9 only"),
+        ("ＭＳＣＵ1234565", "A-Z and the digits 0-9 only"),
     ],
 )
 def test_invalid_numbers_say_why(typed: str, words: str) -> None:
@@ -301,3 +303,13 @@ async def test_a_release_the_lane_refuses_is_not_recorded(site: Any) -> None:
     assert _outbox(sessions, "moves") == []
     with sessions() as session:
         assert session.get_one(GateTransaction, transaction_id).state == "trouble"
+
+
+async def test_control_characters_are_no_reason(site: Any) -> None:
+    config, sessions = site
+    transaction_id = _seed(sessions, config)
+    resolver = Resolver(config, sessions, RecordingEffects())
+    with pytest.raises(ActionRefused, match="reason is required"):
+        await resolver.refuse(CLERK, transaction_id, "\x00\x00\x1b\u202e\x07 ")
+    await resolver.refuse(CLERK, transaction_id, "no\x00 booking\u202e")
+    assert _audit(sessions)[0].reason == "no booking"

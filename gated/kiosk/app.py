@@ -45,6 +45,7 @@ STATIC_TYPES = {
     ".svg": "image/svg+xml",
 }
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_ID = 2**63 - 1  # database ids are signed 64-bit; a larger one in a URL exists nowhere
 
 
 class Counters(Protocol):
@@ -58,6 +59,10 @@ def _no_count(name: str, amount: float = 1.0, **labels: str) -> None:
 
 class LoginRequired(Exception):
     """No valid session: pages redirect to the login page, the API answers 401."""
+
+
+class NotFound(Exception):
+    """Nothing of that id can exist: a 404 before the database is asked."""
 
 
 class Forbidden(Exception):
@@ -168,6 +173,10 @@ def create_app(
         """Every route: a valid session, and on anything but GET the session's CSRF token."""
         if request.url.path in PUBLIC_PATHS:
             return
+        for name, what in (("tx_id", "transaction"), ("read_id", "image")):
+            value = request.path_params.get(name)
+            if value is not None and not (str(value).isdigit() and 0 < int(value) <= MAX_ID):
+                raise NotFound(f"No {what} {str(value)[:30]}.")
         user = kiosk.auth.verify(request.cookies.get(COOKIE))
         if user is None:
             raise LoginRequired()
@@ -203,6 +212,12 @@ def create_app(
             return JSONResponse({"error": "login required"}, status_code=401)
         target = request.url.path if request.method == "GET" else "/"
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return kiosk.page(request, "error.html", status_code=404, message=str(exc))
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
@@ -412,7 +427,7 @@ def create_app(
             if path is None or path.stat().st_size > MAX_IMAGE_BYTES:
                 raise FileNotFoundError
             body = path.read_bytes()
-        except OSError:
+        except (OSError, ValueError):
             return Response("image not available", status_code=404, media_type="text/plain")
         media = "image/png" if body[:4] == b"\x89PNG" else "image/jpeg"
         return Response(body, media_type=media, headers={"Cache-Control": "private, max-age=3600"})

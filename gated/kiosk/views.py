@@ -395,9 +395,13 @@ def image_file(session: Session, config: SiteConfig, tx_id: int, read_id: int) -
     read = session.get(ContainerReadRow, read_id)
     if read is None or read.transaction_id != tx_id:
         return None
-    root = os.path.abspath(config.images.directory)
-    path = os.path.abspath(os.path.join(root, read.image_path))
-    if os.path.commonpath([root, path]) != root:
+    # realpath: a symlink in the image directory must not lead out of it (to the secret file)
+    try:
+        root = os.path.realpath(config.images.directory)
+        path = os.path.realpath(os.path.join(root, read.image_path))
+    except ValueError:  # a NUL byte in the stored path
+        return None
+    if "\x00" in path or os.path.commonpath([root, path]) != root:
         return None
     return Path(path)
 
@@ -486,5 +490,5 @@ def image_size(path: Path) -> tuple[int, int] | None:
                     frame = handle.read(5)
                     return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
                 handle.seek(length - 2, 1)
-    except OSError:
+    except (OSError, ValueError):
         return None
