@@ -26,7 +26,7 @@ from gated.domain import (
     WeightReading,
     utcnow,
 )
-from gated.outbox import add_event
+from gated.events import TransactionKind, queue_move, queue_transaction_event
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,50 +44,6 @@ def reasons_json(reasons: Sequence[Reason]) -> list[dict[str, Any]]:
     return [{"code": r.code, "text": r.text, "blocking": r.blocking} for r in reasons]
 
 
-def transaction_body(tx: models.GateTransaction, event: str) -> dict[str, Any]:
-    """The TOS view of a transaction: reads, images, scan, credential result, decision."""
-    scan = tx.scans[-1] if tx.scans else None
-    check = tx.credential_checks[-1] if tx.credential_checks else None
-    return {
-        "type": event,
-        "transaction_id": tx.uuid,
-        "direction": tx.direction,
-        "state": tx.state,
-        "decision": tx.decision,
-        "reasons": tx.reasons,
-        "arrived_at": tx.arrived_at.isoformat() if tx.arrived_at else None,
-        "decided_at": tx.decided_at.isoformat() if tx.decided_at else None,
-        "gate_pass_number": tx.gate_pass_number,
-        "truck": {"epc": tx.truck_epc, "company": tx.company_code},
-        "containers": [
-            {
-                "position": c.position,
-                "container_number": c.container_number,
-                "size_type": c.size_type,
-                "confidence": round(c.confidence, 3),
-                "source": c.source,
-            }
-            for c in tx.containers
-        ],
-        "images": [
-            {"camera": r.camera, "path": r.image_path, "container_number": r.container_number}
-            for r in tx.reads
-        ],
-        "radiation": None
-        if scan is None
-        else {
-            "complete": scan.complete,
-            "gamma_alarm": scan.gamma_alarm or scan.monitor_gamma_alarm,
-            "neutron_alarm": scan.neutron_alarm or scan.monitor_neutron_alarm,
-            "faults": scan.faults,
-        },
-        "credential": None
-        if check is None
-        else {"valid": check.valid, "reasons": check.reasons, "last4": check.credential_last4},
-        "gross_weight_kg": tx.gross_weight_kg,
-    }
-
-
 class TransactionStore:
     """Writes one lane's transactions; every method is one database transaction."""
 
@@ -96,15 +52,8 @@ class TransactionStore:
         self._site = site
         self._gate = gate
 
-    def _event(self, session: Session, tx: models.GateTransaction, event: str) -> None:
-        session.flush()
-        add_event(
-            session,
-            site=self._site,
-            topic="transactions",
-            lane=tx.lane,
-            body=transaction_body(tx, event),
-        )
+    def _event(self, session: Session, tx: models.GateTransaction, event: TransactionKind) -> None:
+        queue_transaction_event(session, self._site, tx, event)
 
     def open(self, lane: str, direction: str, at: datetime) -> tuple[int, str]:
         with self._sessions.begin() as session:
@@ -402,27 +351,7 @@ def resolve(
             chassis_number=tx.chassis_number,
             details={"gate_pass_number": tx.gate_pass_number},
         )
-        session.add(move)
-        session.flush()
-        add_event(
-            session,
-            site=site,
-            topic="moves",
-            lane=tx.lane,
-            event_id=move.event_id,
-            body={
-                "type": "move",
-                "kind": move.kind,
-                "container_number": move.container_number,
-                "size_type": move.size_type,
-                "from": move.from_location,
-                "to": move.to_location,
-                "truck": move.truck,
-                "transaction_id": tx.uuid,
-                "gate_pass_number": tx.gate_pass_number,
-                "occurred_at": (move.occurred_at or utcnow()).isoformat(),
-            },
-        )
+        queue_move(session, site, move, transaction=tx)
         moves.append(move)
     return moves
 

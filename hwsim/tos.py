@@ -128,7 +128,7 @@ class SimulatedTos:
             if topic == "transactions":
                 self._on_transaction(body)
             elif topic == "moves":
-                self.moves[body["event_id"]] = body
+                self.moves[body["event_id"]] = body.get("move") or {}
                 self._send_ack(body["event_id"])
             elif topic == "tos/errors":
                 self.errors.append(body)
@@ -140,22 +140,24 @@ class SimulatedTos:
         self._client.publish(f"{self.base}/tos/acks", payload, qos=1)
 
     def _on_transaction(self, body: dict[str, Any]) -> None:
-        tx_id = str(body.get("transaction_id"))
+        """One `transactions` event (docs/events.md): kind new / update / end."""
+        tx = body.get("transaction") or {}
+        tx_id = str(tx.get("uuid"))
         record = self.transactions.get(tx_id)
         if record is None:
             record = GateRecord(tx_id, body.get("lane"))
             self.transactions[tx_id] = record
             self.order[record.lane].append(tx_id)
-        if body.get("decision"):
-            record.decision = body["decision"]
-            record.reasons = [r.get("code", "") for r in body.get("reasons") or []
+        if tx.get("decision"):
+            record.decision = tx["decision"]
+            record.reasons = [r.get("code", "") for r in tx.get("reasons") or []
                               if r.get("blocking", True)]
         record.containers = [
-            c["container_number"] for c in body.get("containers") or [] if c.get("container_number")
+            c["container_number"] for c in tx.get("containers") or [] if c.get("container_number")
         ]
-        truck = body.get("truck") or {}
+        truck = tx.get("truck") or {}
         record.truck = truck.get("epc") if isinstance(truck, dict) else None
-        if body.get("type") == "end":
+        if body.get("kind") == "end":
             record.ended = True
 
     def snapshot(self) -> tuple[dict[str | None, list[GateRecord]], dict[str, dict[str, Any]]]:

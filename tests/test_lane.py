@@ -25,6 +25,7 @@ from tests.lane_kit import (
     seed,
     site_config,
 )
+from tests.test_tos_helpers import validate
 
 NUMBER = "TGHU7870036"
 
@@ -120,8 +121,12 @@ async def test_clean_truck_proceeds_and_leaves(tmp_path: Path) -> None:
     assert tx.state == "closed" and tx.decision == "PROCEED"
     assert tx.gate_pass_number == "G1-000001" and tx.truck_epc == "E200TRUCK1"
     moves = gate.events("moves")
-    assert [m["container_number"] for m in moves] == [NUMBER]
-    assert [e["type"] for e in gate.events("transactions")][-1] == "end"
+    assert [m["move"]["container_number"] for m in moves] == [NUMBER]
+    # every payload the lane queued follows the documented schema (docs/schemas)
+    for topic in ("transactions", "moves"):
+        for payload in gate.events(topic):
+            validate(payload, topic)
+    assert [e["kind"] for e in gate.events("transactions")][-1] == "end"
     assert "close" in gate.barrier.calls
 
 
