@@ -426,6 +426,11 @@ class KioskConfig(Strict):
         description="File with the secret that signs sessions (created if missing)."
     )
     users: list[KioskUser] = Field(default=[], description="Kiosk accounts.")
+    monitoring_from: list[str] = Field(
+        default=["127.0.0.1", "::1"],
+        description="Client addresses allowed to read /metrics and /healthz without a login "
+        "(a Prometheus scraper or a systemd health check); others get 403.",
+    )
     login_max_failures: int = Field(
         default=5,
         ge=1,

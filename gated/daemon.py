@@ -168,6 +168,7 @@ class Daemon:
         runner = LaneRunner(
             self.config, lane, self.store, devices, self.ocr,
             ocr_executor=self.ocr_executor, metrics=self.metrics,
+            devices_health=lambda: self.health.lane_devices(lane.id),
         )
         runner_box.append(runner)
         self.lanes[lane.id] = runner
@@ -210,8 +211,10 @@ class Daemon:
         from gated.kiosk.server import serve
         from gated.web import with_health_routes
 
-        kiosk = create_app(self.config, self.sessions, GateEffects(self), self.board)
-        app = with_health_routes(kiosk, self)
+        kiosk = create_app(
+            self.config, self.sessions, GateEffects(self), self.board, metrics=self.metrics
+        )
+        app = with_health_routes(kiosk, self, self.config.kiosk.monitoring_from)
         self.services.append(
             Service("kiosk", lambda: serve(app, self.config.kiosk.host, self.config.kiosk.port))
         )

@@ -10,6 +10,9 @@ from typing import Protocol
 
 
 class LaneEffects(Protocol):
+    def check_release(self, lane: str, transaction_id: int) -> None:
+        """Raise if the lane may not let this truck through (no clean scan, no valid
+        credential): called before a clerk's approval is recorded."""
     async def open_barrier(self, lane: str, transaction_id: int) -> None:
         """Let the truck of this transaction through (the lane checks its interlocks)."""
 

@@ -23,6 +23,7 @@ from gated.domain import (
     ContainerRead,
     CredentialCheck,
     Decision,
+    DeviceHealth,
     FusedContainer,
     RadiationScan,
     Reason,
@@ -109,6 +110,7 @@ class LaneRunner:
         ocr_executor: Executor | None = None,
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        devices_health: Callable[[], list[DeviceHealth]] = list,
     ) -> None:
         self.site = site
         self.config = lane
@@ -119,6 +121,8 @@ class LaneRunner:
         self._ocr_executor = ocr_executor
         self.metrics = metrics or Metrics()
         self._monotonic = monotonic
+        self._devices_health = devices_health
+        self._published_state: tuple[Any, ...] | None = None
         self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.visit: Visit | None = None
         self.plc = PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False)
@@ -192,6 +196,7 @@ class LaneRunner:
                     kind, value = "tick", None
                 await self._handle(kind, value)
                 await self._maybe_decide()
+                self._publish_state()
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -631,6 +636,23 @@ class LaneRunner:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _publish_state(self) -> None:
+        """Queue the lane's retained state for the TOS when it changed."""
+        visit = self.visit
+        state = visit.state.value if visit else "idle"
+        devices = self._devices_health()
+        key = (state, visit.uuid if visit else None, tuple((d.device, d.up) for d in devices))
+        if key == self._published_state:
+            return
+        self._published_state = key
+        down = [d.device for d in devices if not d.up]
+        detail = f"down: {', '.join(down)}" if down else ""
+        try:
+            self.store.lane_state(self.lane, state, key[1], devices, detail)
+        except Exception:
+            self._published_state = None  # try again after the next input
+            _LOGGER.exception("lane %s: could not queue the lane state", self.lane)
 
     def board(self) -> dict[str, Any]:
         """The lane as the kiosk board shows it."""

@@ -17,6 +17,7 @@ from gated.domain import (
     CredentialCheck,
     Decision,
     DecisionResult,
+    DeviceHealth,
     FusedContainer,
     MoveKind,
     RadiationScan,
@@ -26,7 +27,7 @@ from gated.domain import (
     WeightReading,
     utcnow,
 )
-from gated.events import TransactionKind, queue_move, queue_transaction_event
+from gated.events import TransactionKind, queue_lane_state, queue_move, queue_transaction_event
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -280,6 +281,17 @@ class TransactionStore:
         """Run `action(session, *args)` in one committed database transaction."""
         with self._sessions.begin() as session:
             return action(session, *args)
+
+    def lane_state(
+        self,
+        lane: str,
+        state: str,
+        transaction_uuid: str | None,
+        devices: Sequence[DeviceHealth],
+        detail: str,
+    ) -> None:
+        with self._sessions.begin() as session:
+            queue_lane_state(session, self._site, lane, state, transaction_uuid, devices, detail)
 
     def load(self, tx_id: int) -> models.GateTransaction:
         with self._sessions() as session:

@@ -1,8 +1,12 @@
-"""`/metrics` (Prometheus text) and `/healthz` beside the kiosk, on the same port, no login:
-they show counts and device states, nothing about drivers or containers."""
+"""`/metrics` (Prometheus text) and `/healthz` beside the kiosk, on the same port.
+
+They need no login (a scraper has none) but answer only the addresses in
+`kiosk.monitoring_from` (loopback by default); they show counts, lane states and device names,
+nothing about drivers, credentials or containers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -19,13 +23,25 @@ class Observable(Protocol):
     def health_summary(self) -> dict[str, Any]: ...
 
 
-def with_health_routes(kiosk: Any, daemon: Observable) -> Starlette:
-    async def metrics(_request: Request) -> Response:
+def with_health_routes(
+    kiosk: Any, daemon: Observable, allowed: Sequence[str] = ("127.0.0.1", "::1")
+) -> Starlette:
+    def refused(request: Request) -> Response | None:
+        client = request.client.host if request.client else None
+        if client not in allowed:
+            return PlainTextResponse("monitoring is not open to this address", status_code=403)
+        return None
+
+    async def metrics(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
         return PlainTextResponse(
             daemon.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    async def healthz(_request: Request) -> Response:
+    async def healthz(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
         summary = daemon.health_summary()
         return JSONResponse(summary, status_code=200 if summary["status"] == "ok" else 503)
 

@@ -123,9 +123,11 @@ async def test_clean_truck_proceeds_and_leaves(tmp_path: Path) -> None:
     moves = gate.events("moves")
     assert [m["move"]["container_number"] for m in moves] == [NUMBER]
     # every payload the lane queued follows the documented schema (docs/schemas)
-    for topic in ("transactions", "moves"):
+    for topic in ("transactions", "moves", "lanes/1/state"):
         for payload in gate.events(topic):
             validate(payload, topic)
+    states = [e["state"] for e in gate.events("lanes/1/state")]
+    assert states[0] == "identifying" and states[-1] == "idle" and "leaving" in states
     assert [e["kind"] for e in gate.events("transactions")][-1] == "end"
     assert "close" in gate.barrier.calls
 
