@@ -302,7 +302,7 @@ async def test_shuffled_inputs_never_open_without_a_clean_scan_and_a_credential(
     """Whatever the order, each barrier opening belongs to a transaction that holds a clean
     complete scan and a valid credential of its own, and nothing is left unrecorded."""
     rng = random.Random(2026)
-    for round_ in range(8):
+    for round_ in range(6):
         folder = tmp_path / f"round{round_}"
         folder.mkdir()
         valid = rng.random() < 0.7
