@@ -24,6 +24,9 @@ REPAIR_PENALTY = 0.9
 DISAGREEMENT_PENALTY = 0.8
 # Alternatives weaker than this are noise from the engine, not real doubts.
 MIN_ALTERNATIVE = 0.1
+# Alternatives at least this strong that spell a second valid number cost AMBIGUOUS_PENALTY.
+STRONG_ALTERNATIVE = 0.5
+AMBIGUOUS_PENALTY = 0.3
 # Freight containers are category U; a J or Z read is more often a misaligned window (a
 # digit forced into a letter) than detachable equipment or a chassis number at this gate.
 RARE_CATEGORY_PRIOR = 0.6
@@ -185,6 +188,12 @@ def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
     text = "".join(g.text for g in glyphs)
     confidence = min(g.confidence for g in glyphs)
     if iso6346.is_valid_container_number(text):
+        # Strong second opinions that spell another valid number make the read doubtful.
+        strong = [
+            [g.text] + [a for a, c in g.alternatives if c >= STRONG_ALTERNATIVE] for g in glyphs
+        ]
+        if len(iso6346.valid_from_alternatives(strong)) > 1:
+            confidence *= AMBIGUOUS_PENALTY
         return text, confidence
     alternatives = [
         [g.text] + [a for a, c in g.alternatives if c >= MIN_ALTERNATIVE] for g in glyphs

@@ -123,6 +123,20 @@ def test_decide_refuses_when_two_repairs_fit() -> None:
     assert decide_number(glyphs) is None
 
 
+def test_decide_doubts_a_valid_read_when_strong_alternatives_make_another() -> None:
+    # TGHU7870036 is valid as read, but strong second opinions (6 for the 8 at position 5,
+    # 8 for the 6 at position 10) spell another valid number, TGHU7670038: doubtful.
+    glyphs = _glyphs(
+        "TGHU7870036",
+        alternatives={5: ((("6", 0.9),), 0.95), 10: ((("8", 0.9),), 0.95)},
+    )
+    decided = decide_number(glyphs)
+    assert decided is not None
+    assert decided[0] == "TGHU7870036" and decided[1] < 0.6
+    lone = _glyphs("TGHU7870036", alternatives={5: ((("6", 0.9),), 0.95)})
+    assert decide_number(lone) == ("TGHU7870036", 0.95)
+
+
 def test_decide_needs_eleven_characters() -> None:
     assert decide_number(_glyphs("TGHU787003")) is None
 
