@@ -3,7 +3,11 @@
 Starts a mosquitto broker, `hwsim run` (two lanes, real photos when ../shared is present),
 enrols the simulated drivers, imports the simulated canceled card list, and runs
 `gated run --config config/example.yaml` with its kiosk. Prints the kiosk URL and a demo login,
-then one line per decision.
+then one line per decision (and every error of the daemon).
+
+Each run starts from a fresh demo state: the previous run's database, images, simulator and
+broker files are moved to `var/previous/`, so transactions left open by a stopped run do not
+hold the lanes of the new one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ PHOTOS = ROOT.parent / "shared" / "data" / "real_containers"
 SCENARIO = ROOT / "hwsim" / "scenarios" / "demo.yaml"
 MQTT_PORT = 18830
 DECISION_WORDS = ("PROCEED", "TROUBLE", "INSPECTION")
+SHOWN_WORDS = (*DECISION_WORDS, "lost", "recovered", " ERROR ", " CRITICAL ")
+KIOSK_PORT = 8080
+# state of one demo run (paths of config/example.yaml); keys and the kiosk secret stay
+RUN_STATE = ("gated.db", "gated.db-wal", "gated.db-shm", "images", "hwsim", "mosquitto",
+             "gated.log", "hwsim.log")
 
 
 def wait_port(port: int, timeout: float) -> bool:
@@ -64,9 +73,29 @@ def start_broker() -> subprocess.Popen[bytes]:
     return broker
 
 
+def set_previous_run_aside() -> None:
+    present = [name for name in RUN_STATE if (VAR / name).exists()]
+    if not present:
+        return
+    previous = VAR / "previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    for name in present:
+        (VAR / name).rename(previous / name)
+    print("demo: starting afresh; the previous run's database and logs are in var/previous/")
+
+
+def wait_kiosk(gate: subprocess.Popen[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while gate.poll() is None and time.monotonic() < deadline:
+        if wait_port(KIOSK_PORT, 0.5):
+            return
+
+
 def main() -> int:
     os.chdir(ROOT)
     VAR.mkdir(exist_ok=True)
+    set_previous_run_aside()
     processes: list[subprocess.Popen[bytes]] = []
     try:
         processes.append(start_broker())
@@ -95,7 +124,8 @@ def main() -> int:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         processes.append(gate)  # type: ignore[arg-type]
-        print("demo: kiosk at http://127.0.0.1:8080/  login: clerk / clerk-demo "
+        wait_kiosk(gate, 60)
+        print(f"demo: kiosk at http://127.0.0.1:{KIOSK_PORT}/  login: clerk / clerk-demo "
               "(supervisor / supervisor-demo)")
         print("demo: hwsim log in var/hwsim.log; Ctrl-C stops everything")
         assert gate.stdout is not None
@@ -103,10 +133,12 @@ def main() -> int:
             for line in gate.stdout:
                 log.write(line)
                 log.flush()
-                if any(word in line for word in DECISION_WORDS) or "lost" in line \
-                        or "recovered" in line:
+                if any(word in line for word in SHOWN_WORDS):
                     print(line.rstrip())
-        return gate.wait()
+        status = gate.wait()
+        if status != 0:
+            print(f"demo: gated run stopped with exit status {status}; see var/gated.log")
+        return status
     except KeyboardInterrupt:
         print("\ndemo: stopping")
         return 0
