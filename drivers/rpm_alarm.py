@@ -18,6 +18,12 @@ from typing import Any, TypeVar
 # on its first count, and sqrt(BG) is meaningless there.
 BACKGROUND_FLOOR = 1.0
 
+# A gamma channel that counted under this fraction of its background over an occupancy is dead
+# (vehicle shadowing takes at most ~40 %); judged only when at least DEAD_MIN_EXPECTED counts
+# were expected, so that chance alone cannot make a working channel look dead.
+DEAD_FRACTION = 0.2
+DEAD_MIN_EXPECTED = 50.0
+
 # Gamma panels are sampled every 200 ms; the foreground is the sum over 1 s of samples.
 GAMMA_SAMPLES_PER_WINDOW = 5
 # Neutron tubes report one sample per second, which is already a 1 s window.
@@ -66,14 +72,21 @@ class ChannelGroupEvaluator:
     peak_sigma: list[float] = field(default_factory=list)
     alarm: bool = False
     windows: int = 0
+    samples: int = 0
+    totals: list[float] = field(default_factory=list)  # counts per channel, whole occupancy
     _recent: deque[tuple[float, ...]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.peak_sigma = [-math.inf] * len(self.background)
+        self.totals = [0.0] * len(self.background)
 
     def add(self, counts: Sequence[float]) -> None:
         """Take one sample (counts per channel); channels beyond the background are ignored."""
-        self._recent.append(tuple(float(c) for c in counts[: len(self.background)]))
+        sample = tuple(float(c) for c in counts[: len(self.background)])
+        self.samples += 1
+        for channel, value in enumerate(sample):
+            self.totals[channel] += value
+        self._recent.append(sample)
         if len(self._recent) > self.window:
             self._recent.popleft()
         if len(self._recent) < self.window:
@@ -98,6 +111,19 @@ class ChannelGroupEvaluator:
             self.peak_sigma[channel] = max(self.peak_sigma[channel], sigma(foreground, expected))
             if exceeds(foreground, expected, self.n_sigma):
                 self.alarm = True
+
+    def dead_channels(self) -> list[int]:
+        """Channels that counted far less than their background allows: a vehicle shadows at
+        most ~40 %, so under DEAD_FRACTION of the expected counts the detector is not working
+        (unplugged, dead, stuck at zero), and its silence must not pass for a clean scan."""
+        dead = []
+        for channel, bg in enumerate(self.background):
+            expected = bg * self.samples / self.window
+            if bg <= 0 or (
+                expected >= DEAD_MIN_EXPECTED and self.totals[channel] < DEAD_FRACTION * expected
+            ):
+                dead.append(channel)
+        return dead
 
     def peaks(self) -> tuple[float, ...]:
         """Peak sigma per channel, rounded for people; channels never evaluated are absent."""

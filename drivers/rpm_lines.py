@@ -217,6 +217,9 @@ class Occupancy:
                 group.finish()
         if not self.gamma_samples:
             self.add_fault("no_gamma_samples")
+        elif self._gamma is not None and self._gamma.samples and self._gamma.dead_channels():
+            # neutron tubes legitimately count nothing; gamma panels never do
+            self.add_fault("gamma_detector_dead")
         return self
 
     @property

@@ -239,3 +239,55 @@ async def test_plc_commands_fail_with_a_clear_error(mode: str) -> None:
                 await plc.open_barrier()
     finally:
         await device.stop()
+
+
+# --- a monitor whose gamma panels count nothing ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["GS,000000,000000,000000,000000"] * 5,
+        ["GS,000079,000071,000000,000071"] * 10,
+        ["GS,000001,000002,000001,000000"] * 5,
+    ],
+    ids=["all-panels-silent", "one-panel-silent", "near-zero"],
+)
+def test_silent_gamma_detectors_are_never_a_clean_scan(lines: list[str]) -> None:
+    """Once a clean scan: panels reading nothing (unplugged, dead) during an occupancy gave
+    no alarm, so a monitor with dead detectors passed every truck as clean."""
+    from drivers.rpm_lines import OccupancyTracker
+
+    tracker = OccupancyTracker(6.0)
+    for text in ["GB,000379,000371,000407,000371", "NB,000003,000000,000002,000000", *lines]:
+        assert tracker.feed_text(text) is None
+    occupancy = tracker.feed_text("GX,000042")
+    assert occupancy is not None
+    scan = occupancy.to_scan("9")
+    assert "gamma_detector_dead" in scan.faults
+    assert not scan.clean
+
+
+def test_zero_background_is_never_a_clean_scan() -> None:
+    from drivers.rpm_lines import OccupancyTracker
+
+    tracker = OccupancyTracker(6.0)
+    for text in ["GB,000000,000000,000000,000000", "NB,000000,000000,000000,000000",
+                 *["GS,000001,000001,000001,000001"] * 5]:
+        tracker.feed_text(text)
+    occupancy = tracker.feed_text("GX,000043")
+    assert occupancy is not None and not occupancy.to_scan("9").clean
+
+
+def test_shadowed_but_working_detectors_stay_clean() -> None:
+    """A truck shadows up to ~40 % of the background: that is not a dead detector."""
+    from drivers.rpm_lines import OccupancyTracker
+
+    tracker = OccupancyTracker(6.0)
+    for text in ["GB,000379,000371,000407,000371", "NB,000003,000000,000002,000000",
+                 *["GS,000045,000044,000049,000044"] * 10]:
+        tracker.feed_text(text)
+    occupancy = tracker.feed_text("GX,000044")
+    assert occupancy is not None
+    scan = occupancy.to_scan("9")
+    assert scan.faults == () and scan.clean
