@@ -1,6 +1,6 @@
 """Measure container number OCR on labelled photos: per image, per visit, per layout, timing.
 
-Usage: python bench/ocr_accuracy.py LABELS_CSV [--min-confidence X] [--verbose]
+Usage: python bench/ocr_accuracy.py LABELS_CSV [--min-confidence X] [--verbose] [--perturb N]
 
 The labels file has columns `file, container_number, capture` (and optionally `camera`,
 `code_layout`); image paths are relative to the CSV's folder. Runs on one core (OpenCV and
@@ -24,6 +24,7 @@ from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,11 +49,38 @@ def _line(name: str, counts: dict[str, int]) -> str:
     return f"{name:24s} n={sum(counts.values()):3d}  " + "  ".join(parts)
 
 
+def _perturbed(path: Path, rng: np.random.Generator) -> bytes:
+    """The photo as a slightly different pass of the same camera might give it: turned by up
+    to 3 degrees, scaled by 0.85-1.15, shifted, re-lit, sometimes blurred or noisy, and
+    re-compressed. A check of robustness, not a substitute for unseen photos."""
+    image = cv2.imread(str(path))
+    if image is None:
+        return path.read_bytes()
+    height, width = image.shape[:2]
+    centre = (width / 2 + rng.uniform(-100, 100), height / 2 + rng.uniform(-60, 60))
+    matrix = cv2.getRotationMatrix2D(centre, rng.uniform(-3, 3), rng.uniform(0.85, 1.15))
+    image = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+    image = np.clip(image * rng.uniform(0.7, 1.3) + rng.uniform(-30, 30), 0, 255)
+    image = image.astype(np.uint8)
+    if rng.random() < 0.5:
+        image = cv2.GaussianBlur(image, (3, 3), rng.uniform(0.5, 1.2))
+    if rng.random() < 0.5:
+        image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    quality = int(rng.uniform(60, 95))
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return encoded.tobytes() if ok else path.read_bytes()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labels", help="labels CSV (file, container_number, capture, ...)")
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
     parser.add_argument("--verbose", action="store_true", help="print every image's result")
+    parser.add_argument(
+        "--perturb", type=int, default=0, metavar="N",
+        help="instead of the photos as they are, read N randomly perturbed copies of each "
+        "(seeds 1..N; rotation, scale, light, blur, noise, JPEG) as N passes of each truck",
+    )
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
 
@@ -67,10 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     times: list[float] = []
     cpu_times: list[float] = []
 
-    for row in rows:
+    passes = [(seed, np.random.default_rng(seed)) for seed in range(1, args.perturb + 1)]
+    jobs = [(0, None, row) for row in rows] if not passes else [
+        (seed, rng, row) for seed, rng in passes for row in rows
+    ]
+    for seed, rng, row in jobs:
         truth = row["container_number"].strip().upper()
+        path = folder / row["file"]
+        image: Path | bytes = path if rng is None else _perturbed(path, rng)
         cpu_started = time.process_time()
-        raw = read_image(folder / row["file"], camera=row.get("camera"), min_confidence=0.0)
+        raw = read_image(image, camera=row.get("camera"), min_confidence=0.0)
         cpu_times.append((time.process_time() - cpu_started) * 1000.0)
         times.append(raw.elapsed_ms)
         read = raw
@@ -80,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         per_image[outcome] += 1
         if "code_layout" in row:
             per_layout[row["code_layout"]][outcome] += 1
-        visits[row.get("capture", row["file"])].append((row, raw))
+        visits[f"{seed}/{row.get('capture', row['file'])}"].append((row, raw))
         if args.verbose:
             print(
                 f"{row['file']:40s} {truth} {read.container_number or '-':11s} "
@@ -102,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         per_visit["misread"] += misread
         per_visit["unreadable"] += max(0, missing - misread)
 
-    print(f"labels: {labels_path}  images: {len(rows)}  min_confidence: {args.min_confidence}")
+    print(
+        f"labels: {labels_path}  images: {len(jobs)}  min_confidence: {args.min_confidence}"
+        + (f"  perturbed copies: {args.perturb} per photo" if args.perturb else "")
+    )
     print(_line("per image", per_image))
     for layout in sorted(per_layout):
         print(_line(f"  {layout}", per_layout[layout]))

@@ -27,6 +27,8 @@ MIN_ALTERNATIVE = 0.1
 # Alternatives at least this strong that spell a second valid number cost AMBIGUOUS_PENALTY.
 STRONG_ALTERNATIVE = 0.5
 AMBIGUOUS_PENALTY = 0.3
+# Each character beyond the first with a strong runner-up costs this.
+CONTESTED_PENALTY = 0.7
 # Freight containers are category U; a J or Z read is more often a misaligned window (a
 # digit forced into a letter) than detachable equipment or a chassis number at this gate.
 RARE_CATEGORY_PRIOR = 0.6
@@ -194,6 +196,10 @@ def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
         ]
         if len(iso6346.valid_from_alternatives(strong)) > 1:
             confidence *= AMBIGUOUS_PENALTY
+        # One contested character is what the check digit settles; more are a shaky read.
+        contested = sum(1 for options in strong if len(options) > 1)
+        if contested > 1:
+            confidence *= CONTESTED_PENALTY ** (contested - 1)
         return text, confidence
     alternatives = [
         [g.text] + [a for a, c in g.alternatives if c >= MIN_ALTERNATIVE] for g in glyphs

@@ -137,6 +137,13 @@ def test_decide_doubts_a_valid_read_when_strong_alternatives_make_another() -> N
     assert decide_number(lone) == ("TGHU7870036", 0.95)
 
 
+def test_decide_doubts_a_read_with_several_contested_characters() -> None:
+    # Three characters with strong runners-up: the check digit alone cannot vouch for them.
+    contested = {0: ((("Q", 0.7),), 0.95), 3: ((("Y", 0.8),), 0.95), 4: ((("1", 0.6),), 0.95)}
+    decided = decide_number(_glyphs("TGHU7870036", alternatives=contested))
+    assert decided is not None and decided[1] < 0.6
+
+
 def test_decide_needs_eleven_characters() -> None:
     assert decide_number(_glyphs("TGHU787003")) is None
 
