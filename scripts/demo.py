@@ -92,7 +92,13 @@ def wait_kiosk(gate: subprocess.Popen[str], timeout: float) -> None:
             return
 
 
+def stop_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a closed terminal (SIGHUP) or a kill (SIGTERM) stops like Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGHUP, stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)
     os.chdir(ROOT)
     VAR.mkdir(exist_ok=True)
     set_previous_run_aside()
@@ -143,7 +149,8 @@ def main() -> int:
         print("\ndemo: stopping")
         return 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
+        for stop in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
         for process in reversed(processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
