@@ -23,6 +23,7 @@ $(STAMP_APT):
 	fi
 	@# the packaged broker and database must not hold the default ports; tests start their own
 	@-systemctl disable --now mosquitto >/dev/null 2>&1 || true
+	@-systemctl disable --now postgresql >/dev/null 2>&1 || true
 	@touch $@
 
 $(STAMP_PIP): pyproject.toml $(STAMP_APT)

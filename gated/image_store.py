@@ -56,7 +56,8 @@ class ImageStore:
 
     def __init__(self, config: ImageStoreConfig) -> None:
         self.config = config
-        self.directory = Path(config.directory)
+        # absolute: the stored paths must not depend on the working directory of a later reader
+        self.directory = Path(config.directory).resolve()
         self._retention_lock = threading.Lock()
         self.save_errors = 0
 

@@ -204,30 +204,28 @@ class LaneRunner:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _recover(self) -> None:
-        """After a restart: unfinished visits go to a clerk as interrupted, nothing is redone."""
+        """After a restart nothing is lost or redone: a visit that was being identified goes to
+        a clerk as interrupted; one waiting for a clerk stays in the queue (the lane does not
+        hold it: the truck may be gone); a truck let through is watched until it has left."""
         for tx_id, tx_uuid, state in self.store.unfinished(self.lane):
-            if state in (s.value for s in (TransactionState.IDENTIFYING,
-                                           TransactionState.ARRIVING,
-                                           TransactionState.DECIDING)):
+            if state in (TransactionState.IDENTIFYING, TransactionState.ARRIVING,
+                         TransactionState.DECIDING):
                 _LOGGER.warning("lane %s: transaction %s interrupted by a restart", self.lane,
                                 tx_uuid)
                 self.store.set_state(
                     tx_id, TransactionState.TROUBLE,
                     Reason("interrupted", "interrupted: the daemon restarted during this visit"),
                 )
-                state = TransactionState.TROUBLE
-            visit = Visit(tx_id, tx_uuid, utcnow(), self._monotonic(),
-                          state=TransactionState(state), images_done=True)
-            if self.visit is None:
-                self.visit = visit
-            else:
-                # only one truck stands in a lane; older leftovers are closed
-                self.store.set_state(
-                    self.visit.tx_id, TransactionState.CLOSED,
-                    Reason("superseded", "closed at restart: a later visit holds the lane",
-                           blocking=False),
-                )
-                self.visit = visit
+            elif state in (TransactionState.PROCEED, TransactionState.LEAVING):
+                if self.visit is not None:
+                    # one truck at a time passes the barrier: an older one has long gone
+                    self.store.set_state(
+                        self.visit.tx_id, TransactionState.CLOSED,
+                        Reason("superseded", "closed at restart: a later truck was let through",
+                               blocking=False),
+                    )
+                self.visit = Visit(tx_id, tx_uuid, utcnow(), self._monotonic(),
+                                   state=TransactionState.LEAVING, images_done=True)
 
     def _next_deadline(self) -> float | None:
         visit = self.visit

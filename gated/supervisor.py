@@ -43,7 +43,9 @@ class Supervisor:
                 await service.run()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except (Exception, SystemExit):
+                # SystemExit too: a library giving up (uvicorn when its port is taken) must
+                # not take the lanes down with it
                 _LOGGER.exception("%s crashed", service.name)
             else:
                 _LOGGER.info("%s finished", service.name)

@@ -208,16 +208,27 @@ class ReaderSupervisor:
     async def _stop_client(
         self, client: SupervisedClient, ended: asyncio.Event, polite: bool
     ) -> None:
-        """Stop inventory politely on a clean shutdown, then end sllurp's thread."""
+        """Stop inventory politely on a clean shutdown, then end sllurp's thread.
+
+        The blocking parts (sllurp's sends, joining its thread) run in worker threads so that
+        a reader that stopped reading cannot hold up the event loop and the daemon's stop.
+        """
         try:
             if polite and not ended.is_set() and client.failure is None:
                 try:
-                    client.disconnect()  # DELETE_ACCESSSPEC + DELETE_ROSPEC, then closes
+                    # DELETE_ACCESSSPEC + DELETE_ROSPEC, then closes
+                    await asyncio.wait_for(asyncio.to_thread(client.disconnect), timeout=1.0)
                     await asyncio.wait_for(ended.wait(), timeout=1.0)
                 except Exception as exc:  # sllurp raises several kinds on a half-dead socket
                     _LOGGER.debug("%s: polite stop failed: %s", self.label, exc)
         finally:
-            client.close()  # even when cancelled again meanwhile: no thread is left behind
+            # even when cancelled again meanwhile, the close runs to its end: no thread is left
+            closing = asyncio.ensure_future(asyncio.to_thread(client.close, 1.0))
+            try:
+                await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                await closing
+                raise
         thread = client.thread
         if thread is not None and thread.is_alive():
             _LOGGER.error("%s: sllurp's thread did not stop", self.label)

@@ -85,3 +85,28 @@ async def test_supervisor_restarts_a_crashed_service() -> None:
     await task
     assert runs == 3
     assert supervisor.restarts["flaky"] == 2
+
+
+async def test_a_service_that_exits_does_not_stop_the_others() -> None:
+    calls = 0
+
+    async def gives_up() -> None:
+        nonlocal calls
+        calls += 1
+        raise SystemExit(3)  # as uvicorn does when its port is taken
+
+    async def lane() -> None:
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor(
+        [Service("kiosk", gives_up), Service("lane-1", lane)], backoff_start_s=0.01
+    )
+    task = asyncio.create_task(supervisor.run(install_signal_handlers=False), name="sup")
+    for _ in range(200):
+        if calls >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert not task.done()
+    supervisor.stop()
+    await task
+    assert calls >= 2

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from gated import models
-from gated.domain import Decision, RadiationScan, Reason, TagRead
+from gated.domain import Decision, RadiationScan, Reason, TagRead, TransactionState
 from gated.lane import LaneDevices, LaneRunner, SafetyRefusal
 from gated.ports import PlcInputs
 from gated.transactions import TransactionStore
@@ -189,21 +189,41 @@ async def test_missing_scan_fails_closed(tmp_path: Path) -> None:
         gate.engine.dispose()
 
 
-async def test_restart_sends_interrupted_visit_to_trouble(tmp_path: Path) -> None:
+async def test_restart_loses_nothing_and_frees_the_lane(tmp_path: Path) -> None:
     gate = Gate(tmp_path, {"AH": NUMBER})
     store = TransactionStore(gate.sessions, "demo", "G1")
-    store.open("1", "in", datetime.now(UTC))
+    interrupted, _ = store.open("1", "in", datetime.now(UTC))
+    waiting, _ = store.open("1", "in", datetime.now(UTC))
+    store.set_state(waiting, TransactionState.TROUBLE, Reason("no_appointment", "no appointment"))
+    leaving, _ = store.open("1", "in", datetime.now(UTC))
+    store.set_state(leaving, TransactionState.LEAVING)
     runner = gate.runner()
     task = await run_lane(runner)
     try:
         await asyncio.sleep(0.05)
-        (tx,) = gate.transactions()
-        assert tx.state == "trouble"
-        assert "interrupted" in {r["code"] for r in tx.reasons}
-        assert runner.visit is not None and runner.visit.tx_id == tx.id
+        states = {tx.id: tx for tx in gate.transactions()}
+        assert states[interrupted].state == "trouble"
+        assert "interrupted" in {r["code"] for r in states[interrupted].reasons}
+        # the clerk's queue keeps its entry with its own reason; the lane is not held by it
+        assert states[waiting].state == "trouble"
+        assert [r["code"] for r in states[waiting].reasons] == ["no_appointment"]
+        # the truck let through before the restart is watched until it has left
+        assert runner.visit is not None and runner.visit.tx_id == leaving
+        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=True, photo_eye=False))
+        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False))
+        for _ in range(100):
+            if runner.visit is None:
+                break
+            await asyncio.sleep(0.01)
+        assert runner.visit is None
+        # and the next truck gets its own decision
+        await drive_truck(runner, clean_scan())
+        assert runner.last_decision is Decision.PROCEED
     finally:
         await stop(task)
         gate.engine.dispose()
+    closed = {tx.id: tx.state for tx in gate.transactions()}
+    assert closed[leaving] == "closed" and len(closed) == 4
 
 
 async def test_inputs_that_fit_no_truck_are_recorded(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ async def _main(args: argparse.Namespace) -> int:
                          difficulty=args.difficulty)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     tos = None
     try:
@@ -133,7 +133,7 @@ async def _main(args: argparse.Namespace) -> int:
         if tos is not None:
             await asyncio.to_thread(tos.stop)
         await gate.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
