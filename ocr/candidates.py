@@ -216,7 +216,9 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
             chain.append(following[chain[-1]])
         if len(chain) >= 3:
             groups.append(Group(tuple(blobs[j] for j in chain), direction))
-        if len(chain) == 10:  # perhaps a check digit set apart: look further, more loosely
+        # A check digit set apart (boxed, spaced) ends a 10-character line or column, or the
+        # 6-digit serial line of the multi-line layout: look further, more loosely.
+        if len(chain) == 10 or (len(chain) == 6 and direction == "h"):
             tail = _next_index(table, chain[-1], direction, loose=True)
             if tail is not None and tail not in chain:
                 groups.append(Group(tuple(blobs[j] for j in [*chain, tail]), direction))
