@@ -215,7 +215,7 @@ async def test_clerk_resolves_unreadable_container(
         ).all()
     assert move.container_number == "BEAU2656931" and move.acked_at is None
     payloads = [json.loads(e.payload) for e in events]
-    assert [(p["event_id"], p["container_number"]) for p in payloads] == [
+    assert [(p["event_id"], p["move"]["container_number"]) for p in payloads] == [
         (move.event_id, "BEAU2656931")
     ]
 

@@ -128,7 +128,7 @@ async def test_correct_then_approve_queues_move_and_opens_barrier(site: Any) -> 
     assert move.acked_at is None
     moves = _outbox(sessions, "moves")
     assert [m["event_id"] for m in moves] == [move.event_id] == list(outcome.move_event_ids)
-    assert moves[0]["container_number"] == "BEAU2656931"
+    assert moves[0]["move"]["container_number"] == "BEAU2656931"
     updates = _outbox(sessions, "transactions")
     assert [u["action"]["kind"] for u in updates] == ["correct_container", "approve"]
     assert updates[1]["kind"] == "update"

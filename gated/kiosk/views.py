@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from gated.config import SiteConfig
@@ -230,15 +230,15 @@ def _appointment(session: Session, tx: GateTransaction) -> Appointment | None:
     numbers = [c.container_number for c in tx.containers if c.container_number]
     clauses: list[Any] = []
     if numbers:
-        clauses.append(Appointment.container_number.in_(numbers))
+        clauses.append(and_(Appointment.container_number.in_(numbers),
+                            Appointment.direction == tx.direction))
     if tx.truck_epc:
+        # a pick-up: the truck comes in empty for a container that goes out
         clauses.append(Appointment.truck_epc == tx.truck_epc)
     if not clauses:
         return None
     return session.scalars(
-        select(Appointment)
-        .where(or_(*clauses), Appointment.direction == tx.direction)
-        .order_by(Appointment.updated_at.desc())
+        select(Appointment).where(or_(*clauses)).order_by(Appointment.updated_at.desc())
     ).first()
 
 
@@ -354,6 +354,10 @@ def transaction_view(
             "yard_position": appointment.yard_position,
             "status": appointment.status,
         },
+        "yard_positions": [
+            {"container_number": number, "yard_position": position}
+            for number, position in ((tx.details or {}).get("yard_positions") or {}).items()
+        ],
         "holds": [{"kind": h.kind, "reason": h.reason, "container": h.container_number}
                   for h in holds],
         "moves": [
