@@ -8,6 +8,7 @@ and printer. Inputs that fit no truck are recorded, never dropped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -174,10 +175,21 @@ class LaneRunner:
         ]
         reads = list(await asyncio.gather(*jobs))
         fused = ocr.fuse(reads)
+        reads = self._shown(reads)
         self.store.add_reads(tx_id, reads, fused, replace=True)
         visit = self.visit
         if visit is not None and visit.tx_id == tx_id:
             visit.reads, visit.fused = reads, fused
+
+    def _shown(self, reads: list[ContainerRead]) -> list[ContainerRead]:
+        """Per image, a number is kept only at the site's threshold; a doubtful one has voted
+        in the fusion but is not shown or stored as a reading of that image."""
+        threshold = self.site.ocr.min_confidence
+        return [
+            read if read.confidence >= threshold
+            else dataclasses.replace(read, container_number=None, size_type=None)
+            for read in reads
+        ]
 
     def release(self, tx_id: int, future: asyncio.Future[None]) -> None:
         """A clerk approved the waiting transaction: open the barrier (safety permitting)."""
@@ -437,6 +449,7 @@ class LaneRunner:
                 for read in reads:
                     self.metrics.observe("gated_ocr_seconds", read.elapsed_ms / 1000.0)
                 fused = ocr.fuse(reads)
+                reads = self._shown(reads)
                 _LOGGER.debug("lane %s: OCR of %d images in %.2f s", self.lane, len(reads),
                               self._monotonic() - started)
         self._inbox.put_nowait(("images", (visit.tx_id, reads, fused, captured, captured_mono)))

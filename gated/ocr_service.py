@@ -24,14 +24,20 @@ class OcrService:
         self._min_confidence = config.ocr.min_confidence
 
     def read(self, path: str, camera: str | None) -> ContainerRead:
+        """One image's best reading, however doubtful: doubtful reads still vote in `fuse`;
+        the lane shows and stores a number per image only at the site's threshold."""
         import ocr
 
-        return ocr.read_image(path, camera, min_confidence=self._min_confidence)
+        return ocr.read_image(path, camera, min_confidence=0.0)
 
     def fuse(self, reads: Sequence[ContainerRead]) -> list[FusedContainer]:
+        """Two cameras agreeing on one valid number by chance is far less likely than either
+        being right: reads from the hypothesis floor up vote, and the lane's decision accepts
+        a container only at the site's threshold."""
         import ocr
+        from ocr.fusion import HYPOTHESIS_FLOOR
 
-        return list(ocr.fuse(list(reads)))
+        return list(ocr.fuse(list(reads), floor=HYPOTHESIS_FLOOR))
 
 
 def warm_up_ocr() -> None:
