@@ -7,6 +7,7 @@ healthy monitor and a valid credential.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -304,6 +305,9 @@ def _weight(evidence: Evidence, trouble: list[Reason], notes: list[Reason]) -> N
     weight = evidence.weight
     if weight is None or not weight.stable:
         trouble.append(Reason("no_weight", "no stable weight from the lane scale"))
+        return
+    if not math.isfinite(weight.gross_kg):
+        trouble.append(Reason("weight_implausible", "the scale reported no number"))
         return
     if evidence.max_gross_kg is not None and weight.gross_kg > evidence.max_gross_kg:
         trouble.append(

@@ -75,6 +75,7 @@ class Visit:
     weight: WeightReading | None = None
     last_input_mono: float = 0.0
     exit_seen: bool = False
+    leaving_mono: float = 0.0
     container_sensed: bool | None = None  # None until a presence sensor reports
     card: Any = None  # the presented card, in memory only (it holds the FASC-N)
     known_epcs: set[str] = field(default_factory=set)
@@ -203,7 +204,10 @@ class LaneRunner:
             while True:
                 timeout = self._next_deadline()
                 try:
-                    kind, value = await asyncio.wait_for(self._inbox.get(), timeout)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                    # that meets an input, and the lane would not stop
+                    async with asyncio.timeout(timeout):
+                        kind, value = await self._inbox.get()
                 except TimeoutError:
                     kind, value = "tick", None
                 await self._handle(kind, value)
@@ -221,14 +225,15 @@ class LaneRunner:
         hold it: the truck may be gone); a truck let through is watched until it has left."""
         for tx_id, tx_uuid, state in self.store.unfinished(self.lane):
             if state in (TransactionState.IDENTIFYING, TransactionState.ARRIVING,
-                         TransactionState.DECIDING):
+                         TransactionState.DECIDING, TransactionState.PROCEED):
+                # PROCEED: decided, but the barrier was not seen open: a clerk decides again
                 _LOGGER.warning("lane %s: transaction %s interrupted by a restart", self.lane,
                                 tx_uuid)
                 self.store.set_state(
                     tx_id, TransactionState.TROUBLE,
                     Reason("interrupted", "interrupted: the daemon restarted during this visit"),
                 )
-            elif state in (TransactionState.PROCEED, TransactionState.LEAVING):
+            elif state == TransactionState.LEAVING:
                 if self.visit is not None:
                     # one truck at a time passes the barrier: an older one has long gone
                     self.store.set_state(
@@ -237,10 +242,14 @@ class LaneRunner:
                                blocking=False),
                     )
                 self.visit = Visit(tx_id, tx_uuid, utcnow(), self._monotonic(),
-                                   state=TransactionState.LEAVING, images_done=True)
+                                   state=TransactionState.LEAVING, images_done=True,
+                                   leaving_mono=self._monotonic())
 
     def _next_deadline(self) -> float | None:
         visit = self.visit
+        if visit is not None and visit.state is TransactionState.LEAVING:
+            ends = visit.leaving_mono + self.config.timeouts.leave_s
+            return max(0.01, ends - self._monotonic())
         if visit is None or visit.state is not TransactionState.IDENTIFYING:
             return None
         now = self._monotonic()
@@ -296,8 +305,11 @@ class LaneRunner:
                 await self._attach_tag(visit, tag)
         while self._pending_scans:
             scan = self._pending_scans.popleft()
-            if scan.ended_at is None or scan.ended_at >= now - SCAN_LOOKBACK:
-                visit.scan = scan
+            # only an occupancy that began after the last truck left can be this truck's
+            recent = scan.ended_at is None or scan.ended_at >= now - SCAN_LOOKBACK
+            after_last = self._last_closed_at is None or scan.started_at >= self._last_closed_at
+            if recent and after_last:
+                visit.scan = worst_scan(visit.scan, scan)
                 self.store.add_scan(tx_id, scan)
         self._spawn(self._capture(visit), f"lane-{self.lane}-capture-{tx_id}")
         if self.devices.barrier is not None:
@@ -310,6 +322,15 @@ class LaneRunner:
             await self._open_visit("entry loop")
             visit = self.visit
         if visit is None:
+            if (inputs.exit_loop or inputs.photo_eye) and not (
+                previous.exit_loop or previous.photo_eye
+            ):
+                # something passed the barrier with no truck let through: a tailgater
+                _LOGGER.warning("lane %s: exit loop busy with no truck let through", self.lane)
+                self.store.record_unmatched(
+                    self.lane, "exit_without_visit",
+                    {"exit_loop": inputs.exit_loop, "photo_eye": inputs.photo_eye},
+                )
             return
         if visit.state is TransactionState.IDENTIFYING:
             if inputs.container_present is not None:
@@ -332,6 +353,21 @@ class LaneRunner:
                 _LOGGER.info("lane %s: truck of %s left the lane", self.lane, visit.uuid)
                 self._forget(visit)
 
+    async def _leave_timed_out(self, visit: Visit) -> None:
+        """The truck let through was not seen leaving: close the barrier (the PLC's interlock
+        keeps it open while the photo-eye or the exit loop is busy) and free the lane."""
+        _LOGGER.warning("lane %s: truck of %s not seen leaving within %.0f s", self.lane,
+                        visit.uuid, self.config.timeouts.leave_s)
+        if self.devices.barrier is not None:
+            await self._safely(self.devices.barrier.close_barrier(), "close barrier")
+            await self._safely(self.devices.barrier.set_light("red"), "set light red")
+        self.store.set_state(
+            visit.tx_id, TransactionState.CLOSED,
+            Reason("leave_timeout", "the truck was not seen on the exit loop after the "
+                   "barrier opened", blocking=False),
+        )
+        self._forget(visit)
+
     async def _close_after_exit(self, visit: Visit) -> None:
         if self.devices.barrier is not None:
             await self._safely(self.devices.barrier.close_barrier(), "close barrier")
@@ -352,14 +388,18 @@ class LaneRunner:
 
     async def _on_scan(self, scan: RadiationScan) -> None:
         visit = self.visit
-        if visit is not None and visit.state is TransactionState.IDENTIFYING and visit.scan is None:
-            visit.scan = scan
+        if visit is not None and visit.state is TransactionState.IDENTIFYING:
+            second = visit.scan is not None
+            # fail closed: every occupancy during the visit counts, the worst one decides
+            visit.scan = worst_scan(visit.scan, scan)
             visit.last_input_mono = self._monotonic()
             self.store.add_scan(visit.tx_id, scan)
-            return
+            if not second:
+                return
         # the scan of the next truck, already through the portal while this one leaves
         self._pending_scans.append(scan)
-        self.store.add_scan(None, scan)
+        if visit is None or visit.state is not TransactionState.IDENTIFYING:
+            self.store.add_scan(None, scan)
 
     async def _attach_tag(self, visit: Visit, tag: TagRead) -> None:
         known, _ = self._truck_known(tag.epc)
@@ -487,6 +527,10 @@ class LaneRunner:
 
     async def _maybe_decide(self) -> None:
         visit = self.visit
+        if visit is not None and visit.state is TransactionState.LEAVING \
+                and self._monotonic() >= visit.leaving_mono + self.config.timeouts.leave_s:
+            await self._leave_timed_out(visit)
+            return
         if visit is None or visit.state is not TransactionState.IDENTIFYING:
             return
         if not self._ready(visit):
@@ -575,6 +619,7 @@ class LaneRunner:
             return
         self.store.set_state(visit.tx_id, TransactionState.LEAVING)
         visit.state = TransactionState.LEAVING
+        visit.leaving_mono = self._monotonic()
         await self._print(visit.tx_id, "GATE PASS", gate_pass_lines)
         await self._print(visit.tx_id, "INSTRUCTIONS", instruction_lines)
 
@@ -686,3 +731,18 @@ def _tag_time(tag: TagRead) -> datetime:
     """When a tag was seen: the reader's own time when it is sane (a report buffered during an
     outage arrives late but says when it was read), else the host's arrival time."""
     return tag.reader_time or tag.seen_at
+
+
+def _scan_rank(scan: RadiationScan) -> int:
+    if scan.alarm:
+        return 3
+    if not scan.complete or scan.faults:
+        return 2
+    return 1
+
+
+def worst_scan(current: RadiationScan | None, new: RadiationScan) -> RadiationScan:
+    """Of two scans of one visit, the one that lets the truck through least."""
+    if current is None or _scan_rank(new) > _scan_rank(current):
+        return new
+    return current

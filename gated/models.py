@@ -90,7 +90,7 @@ class GateTransaction(Base):
     decided_at: Mapped[datetime | None] = mapped_column(Stamp)
     closed_at: Mapped[datetime | None] = mapped_column(Stamp)
     updated_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow, onupdate=utcnow)
-    truck_epc: Mapped[str | None] = mapped_column(String(64), index=True)
+    truck_epc: Mapped[str | None] = mapped_column(String(128), index=True)
     truck_id: Mapped[int | None] = mapped_column(ForeignKey("truck.id"))
     company_code: Mapped[str | None] = mapped_column(String(32))
     chassis_number: Mapped[str | None] = mapped_column(String(16))

@@ -144,13 +144,6 @@ async def test_clerk_cannot_release_a_truck_without_a_valid_credential(tmp_path:
     assert "open" not in gate.barrier.calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gated/lane.py _on_scan: a second scan during a visit that already has one (the "
-    "truck reversed and drove through the portal again, or a second vehicle) is parked for "
-    "the next truck, not judged for this one; with a clean first scan and an ALARM second "
-    "scan the truck PROCEEDs and the barrier opens (fails open)",
-)
 async def test_an_alarm_scan_during_the_visit_is_never_ignored(tmp_path: Path) -> None:
     gate = Gate(tmp_path, {"AH": NUMBER, "LF": NUMBER})
     runner = gate.runner()
@@ -170,13 +163,6 @@ async def test_an_alarm_scan_during_the_visit_is_never_ignored(tmp_path: Path) -
     assert decision is not Decision.PROCEED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gated/lane.py: a late clean scan of a truck that already left (went to TROUBLE, "
-    "backed out) is kept as a pending scan and given to the next truck within 60 s; that "
-    "truck's own ALARM scan then arrives after its visit has a scan and is ignored, so it "
-    "PROCEEDs on another truck's scan (fails open)",
-)
 async def test_the_previous_trucks_late_scan_is_not_the_next_trucks(tmp_path: Path) -> None:
     gate = Gate(tmp_path, {"AH": NUMBER, "LF": NUMBER})
     _second_truck(gate)
@@ -205,12 +191,6 @@ async def test_the_previous_trucks_late_scan_is_not_the_next_trucks(tmp_path: Pa
     assert "open" not in gate.barrier.calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gated/lane.py _on_plc: the exit loop and photo-eye going busy and clear with no "
-    "visit (a vehicle through the barrier without an entry: a tailgater, a loop fault) is "
-    "not recorded anywhere",
-)
 async def test_exit_loop_without_entry_is_recorded(tmp_path: Path) -> None:
     gate = Gate(tmp_path, {"AH": NUMBER})
     runner = gate.runner()
@@ -226,13 +206,6 @@ async def test_exit_loop_without_entry_is_recorded(tmp_path: Path) -> None:
     assert _unmatched(gate), "an exit without an entry left no trace"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gated/lane.py _recover: a transaction decided PROCEED whose barrier had not opened "
-    "yet when the daemon stopped is restored in state 'proceed', which no input handles: it "
-    "is never marked interrupted, the lane stays wedged, and every later truck on the entry "
-    "loop gets no transaction at all (lost)",
-)
 async def test_restart_between_decision_and_barrier_does_not_wedge_the_lane(
     tmp_path: Path,
 ) -> None:
@@ -355,11 +328,6 @@ async def test_shuffled_inputs_never_open_without_a_clean_scan_and_a_credential(
             gate.engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gated/decision.py _weight: a stable weight of NaN passes both limit checks "
-    "(every comparison with NaN is false) and counts as 'weight ok'",
-)
 def test_decision_refuses_a_weight_that_is_not_a_number() -> None:
     weight = WeightReading(float("nan"), True, datetime.now(UTC))
     evidence = clean_evidence(
@@ -369,13 +337,6 @@ def test_decision_refuses_a_weight_that_is_not_a_number() -> None:
     assert result.decision is not Decision.PROCEED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gated/lane.py run(): on Python 3.11 asyncio.wait_for(self._inbox.get(), timeout) "
-    "swallows a cancellation that arrives together with an input (fixed only in 3.12), so "
-    "cancelling a lane while a truck is identified and a device reports can leave the lane "
-    "task running: the daemon's stop on SIGTERM then waits for it in vain",
-)
 async def test_lane_stops_on_the_first_cancel_even_when_an_input_arrives(
     tmp_path: Path,
 ) -> None:
@@ -397,12 +358,6 @@ async def test_lane_stops_on_the_first_cancel_even_when_an_input_arrives(
     assert first_cancel_enough, "the lane ignored its cancellation"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gated/models.py: gate_transaction.truck_epc is String(64) while tag reads, trucks "
-    "and TOS commands take EPCs up to 128 hex characters; on PostgreSQL a truck whose tag "
-    "has more than 256 bits makes add_tag fail (value too long), and the tag read is lost",
-)
 def test_long_epc_is_kept_on_postgresql(postgres: object, tmp_path: Path) -> None:
     from gated.db import make_engine, session_factory, upgrade
     from gated.domain import TagRead

@@ -272,3 +272,26 @@ async def test_the_previous_trucks_tag_is_not_the_next_trucks(tmp_path: Path) ->
     assert first.truck_epc == "E200TRUCK1"
     assert second.truck_epc is None
     assert "no_truck_tag" in {r["code"] for r in second.reasons}
+
+
+async def test_a_truck_not_seen_leaving_frees_the_lane(tmp_path: Path) -> None:
+    gate = Gate(tmp_path, {"AH": NUMBER})
+    gate.config = gate.config.model_copy(update={"lanes": [gate.config.lanes[0].model_copy(
+        update={"timeouts": gate.config.lanes[0].timeouts.model_copy(update={"leave_s": 0.3})}
+    )]})
+    runner = gate.runner()
+    task = await run_lane(runner)
+    try:
+        await drive_truck(runner, clean_scan())
+        assert runner.last_decision is Decision.PROCEED
+        for _ in range(200):
+            if runner.visit is None:
+                break
+            await asyncio.sleep(0.01)
+        assert runner.visit is None
+        assert gate.barrier.calls[-2:] == ["close", "light:red"]
+    finally:
+        await stop(task)
+        gate.engine.dispose()
+    (tx,) = gate.transactions()
+    assert tx.state == "closed" and "leave_timeout" in {r["code"] for r in tx.reasons}
