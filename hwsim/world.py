@@ -105,7 +105,6 @@ class World:
         self.tos = tos
         self.broker = broker
         self.trucks = trucks if trucks is not None else expand(scenario)
-        self._lane_locks = {lane: asyncio.Lock() for lane in rigs}
         self.decisions_seen = 0
 
     async def _sleep(self, seconds: float) -> None:
@@ -115,8 +114,8 @@ class World:
 
     async def run(self) -> Summary:
         tasks = [
-            asyncio.create_task(self._truck(index, truck), name=f"truck-{index}")
-            for index, truck in enumerate(self.trucks)
+            asyncio.create_task(self._lane_traffic(lane), name=f"lane-{lane}-traffic")
+            for lane in self.rigs
         ]
         tasks += [
             asyncio.create_task(self._fault(fault), name=f"fault-{n}")
@@ -147,12 +146,20 @@ class World:
                 return
             await asyncio.sleep(0.2)
 
-    async def _truck(self, index: int, truck: TruckSpec) -> None:
-        await self._sleep(truck.at)
-        epc = truck_epc(index)
-        if self.tos is not None:
-            await asyncio.to_thread(self.tos.announce, truck, epc, index)
-        async with self._lane_locks[truck.lane]:
+    async def _lane_traffic(self, lane: str) -> None:
+        """A lane's trucks, one after the other, in the order of the scenario: a truck reaches
+        the portal at its time or when the truck before it has gone, whichever is later."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index, truck in enumerate(self.trucks):
+            if truck.lane != lane:
+                continue
+            wait = started + truck.at / self.scenario.speed - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            epc = truck_epc(index)
+            if self.tos is not None:
+                await asyncio.to_thread(self.tos.announce, truck, epc, index)
             await self._drive(index, truck, epc)
 
     async def _drive(self, index: int, truck: TruckSpec, epc: str) -> None:
