@@ -89,6 +89,10 @@ class FrameParser:
     def feed(self, data: bytes) -> list[tuple[bytes | None, str | None]]:
         results: list[tuple[bytes | None, str | None]] = []
         for byte in data:
+            if self._check is not None and byte == STX:
+                # the check characters never came (they are printable): a new frame begins
+                results.append((None, "block check missing"))
+                self.reset()
             if self._check is not None:
                 self._check.append(byte)
                 if len(self._check) == 2:

@@ -32,6 +32,8 @@ FEED_AND_CUT = bytes([ESC, 0x64, 4, GS, 0x56, 66, 0])  # feed 4 lines, then a pa
 PRINTER_STATUS = bytes([DLE, EOT, 1])
 PAPER_STATUS = bytes([DLE, EOT, 4])
 STATUS_OFFLINE = 0x08
+STATUS_FIXED_MASK = 0x93
+STATUS_FIXED_BITS = 0x12
 PAPER_NEAR_END = 0x0C
 PAPER_END = 0x60
 
@@ -127,6 +129,12 @@ class TicketPrinter:
         while asyncio.get_running_loop().time() < deadline:
             answer = port.read(1)
             if answer:
+                # ESC/POS fixes bits 1 and 4 set, 0 and 7 clear: anything else is not a
+                # printer's status (a modem, a loopback plug, the wrong device)
+                if answer[0] & STATUS_FIXED_MASK != STATUS_FIXED_BITS:
+                    raise PrinterError(
+                        f"status answer 0x{answer[0]:02x} is not an ESC/POS printer's"
+                    )
                 return answer[0]
             await self._readable(port, deadline)
         raise PrinterError(f"no answer to a status request within {self.status_timeout_s:g} s")

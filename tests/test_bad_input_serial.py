@@ -124,12 +124,6 @@ def test_random_streams_never_make_a_readable_card() -> None:
                 assert not card.readable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drivers/card_reader.py FrameParser: after an ETX it takes the next two bytes as "
-    "the block check whatever they are, so a frame that lost its check characters swallows "
-    "the STX of the reader's next (good) frame, and that whole presentation is lost as noise",
-)
 def test_frame_without_block_check_does_not_swallow_the_next_frame() -> None:
     parser = FrameParser()
     good = encode_frame("F=x;B=M")
@@ -175,13 +169,6 @@ async def _fake_printer(tmp_path: Path, answer: bytes | None) -> PtyDevice:
     return device
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drivers/printer.py: the DLE EOT status answer is not checked for the bits ESC/POS "
-    "fixes (bit 1 and 4 set, bit 0 and 7 clear), so a device that answers 0x00 or echoes "
-    "the request (a modem, a loopback plug, the wrong device) is taken for a ready printer "
-    "and the ticket is reported printed",
-)
 @pytest.mark.parametrize("answer", [b"\x00", None], ids=["zeros", "echo"])
 async def test_device_that_is_not_a_printer_is_an_error(
     tmp_path: Path, answer: bytes | None
