@@ -629,6 +629,13 @@ def _repeated_keys(node: yaml.Node | None, path: str = "") -> list[ConfigIssue]:
 def parse_config(text: str, source: str = "<config>") -> SiteConfig:
     """Validate a configuration document; raise ConfigError listing every problem."""
     try:
+        # aliases could expand exponentially (a few lines, gigabytes): a site file needs none
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise ConfigError(source, [ConfigIssue(
+                    line, "", "YAML aliases (*name) are not allowed in a site configuration"
+                )])
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         repeated = _repeated_keys(root)
         if repeated:

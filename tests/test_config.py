@@ -115,3 +115,13 @@ def test_overlapping_yard_blocks_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     assert "more than once" in str(caught.value)
+
+
+def test_yaml_aliases_refused_before_they_expand() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(20)
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(bomb)
+    assert "aliases" in str(caught.value) and caught.value.issues[0].line == 2
