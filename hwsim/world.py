@@ -54,6 +54,7 @@ class TruckResult:
     containers: list[str]
     moves: list[str]
     ok: bool
+    unread: bool = False  # expected PROCEED, sent to a clerk only because OCR could not read
 
 
 @dataclass
@@ -65,22 +66,31 @@ class Summary:
 
     @property
     def mismatches(self) -> int:
-        return sum(1 for t in self.trucks if not t.ok) + self.unexpected_transactions
+        """Outcomes the gate got wrong. A container the OCR could not read sends its truck to
+        a clerk: the safe outcome, counted apart as `unread` (OCR accuracy is measured by
+        bench/ocr_accuracy.py), never as a match."""
+        return sum(1 for t in self.trucks if not t.ok and not t.unread) \
+            + self.unexpected_transactions
+
+    @property
+    def unread(self) -> int:
+        return sum(1 for t in self.trucks if t.unread)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
             "trucks": [t.__dict__ for t in self.trucks],
             "mismatches": self.mismatches,
+            "unread": self.unread,
             "unexpected_transactions": self.unexpected_transactions,
             "tos_errors": self.tos_errors,
         }
 
     def text(self) -> str:
         lines = [f"scenario {self.scenario}: {len(self.trucks)} trucks, "
-                 f"{self.mismatches} mismatches"]
+                 f"{self.mismatches} mismatches, {self.unread} unread by OCR (to a clerk)"]
         for t in self.trucks:
-            mark = "ok  " if t.ok else "MISS"
+            mark = "ok  " if t.ok else ("READ" if t.unread else "MISS")
             lines.append(
                 f"  {mark} truck {t.index:3d} lane {t.lane}: expected {t.expect:10s} "
                 f"got {t.got or '-':10s} {','.join(t.containers) or '(no container)'} "
@@ -285,9 +295,12 @@ class World:
                 ok = got == truck.expect
                 if ok and truck.expect == "PROCEED":
                     ok = len(truck_moves) == len(truck.containers)
+                reasons = record.reasons if record else []
+                unread = (truck.expect == "PROCEED" and got == "TROUBLE"
+                          and set(reasons) == {"container_unreadable"})
                 summary.trucks.append(TruckResult(
-                    index, lane, truck.expect, got, record.reasons if record else [],
-                    record.containers if record else [], truck_moves, ok,
+                    index, lane, truck.expect, got, reasons,
+                    record.containers if record else [], truck_moves, ok, unread,
                 ))
             summary.unexpected_transactions += max(0, len(records) - len(lane_trucks))
         return summary

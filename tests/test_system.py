@@ -84,6 +84,9 @@ def test_twenty_trucks_every_outcome_reaches_the_tos(tmp_path: Path, mosquitto: 
         f"{t['reasons']}" for t in trucks
     )
     assert summary["mismatches"] == 0 and code == 0, report + "\n" + sim_log[-3000:]
+    # a container the OCR cannot read goes to a clerk (safe, not a mismatch); the run must
+    # still read nearly all of them (OCR accuracy itself: bench/ocr_accuracy.py)
+    assert summary["unread"] <= 1, report
 
     by_index = {t["index"]: t for t in trucks}
     scenario = yaml.safe_load(SCENARIO.read_text())["trucks"]
@@ -98,7 +101,7 @@ def test_twenty_trucks_every_outcome_reaches_the_tos(tmp_path: Path, mosquitto: 
             assert "container_unreadable" in result["reasons"]
         if "reader_disconnect" in spec.get("faults", []):
             assert "no_truck_tag" in result["reasons"]
-        if spec["expect"] == "PROCEED":
+        if spec["expect"] == "PROCEED" and not result["unread"]:
             assert len(result["moves"]) == len(result["containers"])
 
     # the reader outage is logged once lost and once recovered, not per retry
