@@ -101,6 +101,8 @@ def test_twenty_trucks_every_outcome_reaches_the_tos(tmp_path: Path, mosquitto: 
             assert "container_unreadable" in result["reasons"]
         if "reader_disconnect" in spec.get("faults", []):
             assert "no_truck_tag" in result["reasons"]
+        if "rpm_fault" in spec.get("faults", []):
+            assert "rpm_unavailable" in result["reasons"] or "radiation_fault" in result["reasons"]
         if spec["expect"] == "PROCEED" and not result["unread"]:
             assert len(result["moves"]) == len(result["containers"])
 
@@ -109,5 +111,7 @@ def test_twenty_trucks_every_outcome_reaches_the_tos(tmp_path: Path, mosquitto: 
             and "gated.health" in line]
     recovered = [line for line in log.splitlines() if "lane 2 reader recovered" in line
                  and "gated.health" in line]
-    assert len(lost) == 1 and len(recovered) == 1, "\n".join(lost + recovered)
+    # (the simulator stops its devices at the end of the run: a last loss is logged then)
+    assert len(recovered) == 1, "\n".join(lost + recovered)
+    assert len([line for line in lost if line[:23] < recovered[0][:23]]) == 1, "\n".join(lost)
     assert "Traceback" not in log, log[-4000:]
