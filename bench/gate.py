@@ -499,14 +499,16 @@ def targets(figures: dict[str, Any], run: Run, timed_out: bool) -> str:
     rates = figures.get("trucks_per_hour_per_lane") or {}
     planned = figures.get("planned_per_hour_per_lane") or {}
     p99 = figures.get("latency_p99")
-    # kept up: every truck through in time, each lane within 10 % of its planned arrivals
-    kept_up = not timed_out and len(rates) == run.lanes and all(
-        rate >= 0.9 * planned.get(lane, 0.0) for lane, rate in rates.items()
-    )
+    # a lane kept up when its decisions came at >= 90 % of the rate its trucks were planned to
+    # arrive at; the simulated lane's own cycle (about 10 s a truck, 30 s more for a truck that
+    # waits for a barrier that stays closed) bounds it too, so this is not the daemon's alone
+    kept = [lane for lane, rate in rates.items() if rate >= 0.9 * planned.get(lane, 0.0)]
+    offered = run.lanes >= 8 and run.rate >= 250
     parts = [
         f"p99 < 3 s {mark(p99 is not None and p99 < 3.0)}",
-        f"8 lanes x 250/h {mark(run.lanes >= 8 and run.rate >= 250 and kept_up)}"
-        + ("" if kept_up else " (the lanes did not keep up with the offered trucks)"),
+        f"8 lanes x 250/h {'offered' if offered else 'NOT offered'}, every truck decided "
+        f"{'NO (time limit)' if timed_out else 'yes'}, lanes within 90 % of their planned "
+        f"arrivals {len(kept)} of {run.lanes}",
         f"RSS < 400 MB {mark(figures['rss_hwm_sum'] < 400)} (sum of each process's peak; "
         f"PSS {mark(figures['pss_peak_sum'] < 400)})",
     ]
