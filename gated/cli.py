@@ -23,22 +23,26 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gated", description="Gate automation daemon for container terminals."
-    )
+def build_parser(
+    prog: str = "gated",
+    description: str = "Gate automation daemon for container terminals.",
+    package: str = "gated.commands",
+    modules: Sequence[str] = COMMAND_MODULES,
+) -> argparse.ArgumentParser:
+    """A command with one subcommand per module of `package` (shared with `hwsim`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"gated.commands.{name}")
+    for name in modules:
+        module = importlib.import_module(f"{package}.{name}")
         module.register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse, set up logging, run the chosen subcommand; its return value is the exit code."""
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -46,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     code = args.func(args)
     return int(code or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
 import sys
 from collections.abc import Sequence
+
+from gated.cli import build_parser as build_command_parser
+from gated.cli import run_command
 
 # Each subcommand lives in hwsim/commands/<module>.py with `register(subparsers)`, which adds
 # its parser and sets `func` (a callable taking the parsed arguments, returning an exit code).
@@ -14,28 +15,14 @@ COMMAND_MODULES: tuple[str, ...] = ("llrp", "run", "rpm", "plc")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hwsim", description="Hardware simulator: every gate device on loopback."
+    return build_command_parser(
+        "hwsim", "Hardware simulator: every gate device on loopback.", "hwsim.commands",
+        COMMAND_MODULES,
     )
-    parser.add_argument(
-        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
-    )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"hwsim.commands.{name}")
-        module.register(subparsers)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    code = args.func(args)
-    return int(code or 0)
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":
