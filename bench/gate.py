@@ -419,7 +419,8 @@ def report(run: Run, args: argparse.Namespace, result: dict[str, Any], load_star
     if summary is not None:
         got = Counter(t["got"] or "none" for t in summary["trucks"])
         lines.append(f"  simulator's verdict: {len(summary['trucks'])} trucks, "
-                     f"{summary['mismatches']} not as expected (TOS saw "
+                     f"{summary['mismatches']} not as expected, "
+                     f"{summary.get('unread', '?')} unread by OCR (TOS saw "
                      f"{', '.join(f'{k} {v}' for k, v in sorted(got.items()))})")
     rates = {}
     for lane in sorted(times, key=lambda x: int(x) if x.isdigit() else 0):
