@@ -511,7 +511,7 @@ class YardMoveService:
             if self.position_up:
                 failures = 0
             self._position_health(False, reason)
-            delay = min(self.backoff_cap_s, 0.25 * 2**failures)
+            delay = min(self.backoff_cap_s, 0.25 * 2 ** min(failures, 32))
             failures += 1
             await asyncio.sleep(delay)
 

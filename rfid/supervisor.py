@@ -105,7 +105,8 @@ class ReaderSupervisor:
             if reached_inventory:
                 failures = 0
             self._set_health(False, reason)
-            delay = min(self.config.backoff_cap_s, self.first_retry_s * 2**failures)
+            # the exponent is capped: a reader down for days must not overflow the float
+            delay = min(self.config.backoff_cap_s, self.first_retry_s * 2 ** min(failures, 32))
             delay *= self._random.uniform(0.8, 1.0)  # readers lost together do not retry together
             failures += 1
             _LOGGER.debug("%s: %s; next attempt in %.2f s", self.label, reason, delay)

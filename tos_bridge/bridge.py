@@ -301,7 +301,7 @@ class TosBridge:
                     next_prune = now + PRUNE_S
             except SQLAlchemyError as exc:
                 db_failures += 1
-                delay = min(0.1 * 2**db_failures, DB_RETRY_CAP_S)
+                delay = min(0.1 * 2 ** min(db_failures, 32), DB_RETRY_CAP_S)
                 if db_failures == 1:
                     _LOGGER.error(
                         "site %s: database unavailable to the TOS bridge (%s), retrying",
