@@ -410,7 +410,7 @@ class LaneRunner:
         self.store.add_tag(visit.tx_id, self.lane, tag, known)
 
     def _truck_known(self, epc: str) -> tuple[bool, str | None]:
-        truck, _, _ = self.store.tos_facts((), epc)
+        truck = self.store.truck(epc)
         return (truck is not None and truck.known), (truck.company_code if truck else None)
 
     async def _on_tag(self, tag: TagRead) -> None:
@@ -576,7 +576,7 @@ class LaneRunner:
     async def _decide(self, visit: Visit) -> None:
         if visit.card is not None and visit.credential is None:
             epc = visit.truck_epc
-            truck_fact, _, _ = self.store.tos_facts((), epc)
+            truck_fact = self.store.truck(epc)
             company = truck_fact.company_code if truck_fact else None
             visit.credential = await self._check_card(visit.card, company)
             visit.card = None  # checked: the FASC-N is not kept longer than needed

@@ -182,19 +182,18 @@ class TransactionStore:
 
     # --- what the TOS told us -----------------------------------------------------------------
 
+    def truck(self, epc: str | None) -> TruckFact | None:
+        """The registry's word on one truck tag (None without a tag): a look-up per tag read,
+        so it reads the truck alone, not the appointments and holds."""
+        with self._sessions() as session:
+            return _truck_fact(session, epc)
+
     def tos_facts(
         self, containers: Sequence[str], truck_epc: str | None
     ) -> tuple[TruckFact | None, tuple[AppointmentFact, ...], tuple[HoldFact, ...]]:
         with self._sessions() as session:
-            truck = None
-            company = None
-            if truck_epc is not None:
-                row = session.scalar(select(models.Truck).where(models.Truck.epc == truck_epc))
-                if row is not None:
-                    company = row.company.code if row.company else None
-                    truck = TruckFact(truck_epc, True, company, row.plate)
-                else:
-                    truck = TruckFact(truck_epc, False, None)
+            truck = _truck_fact(session, truck_epc)
+            company = truck.company_code if truck is not None else None
             query = select(models.Appointment).where(models.Appointment.status == "open")
             rows = session.scalars(query).all()
             appointments = tuple(
@@ -366,6 +365,15 @@ def resolve(
         queue_move(session, site, move, transaction=tx)
         moves.append(move)
     return moves
+
+
+def _truck_fact(session: Session, epc: str | None) -> TruckFact | None:
+    if epc is None:
+        return None
+    row = session.scalar(select(models.Truck).where(models.Truck.epc == epc))
+    if row is None:
+        return TruckFact(epc, False, None)
+    return TruckFact(epc, True, row.company.code if row.company else None, row.plate)
 
 
 def next_counter(session: Session, name: str) -> int:
