@@ -148,7 +148,8 @@ class TicketPrinter:
         ready = loop.create_future()
         loop.add_reader(fd, _wake, ready)
         try:
-            await asyncio.wait_for(ready, max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                await ready
         except TimeoutError:
             pass
         finally:
@@ -171,7 +172,8 @@ class TicketPrinter:
                 ready = loop.create_future()
                 loop.add_writer(fd, _wake, ready)
                 try:
-                    await asyncio.wait_for(ready, 5.0)
+                    async with asyncio.timeout(5.0):
+                        await ready
                 except TimeoutError:
                     raise PrinterError("printer does not take data (flow stopped)") from None
                 finally:

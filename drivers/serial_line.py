@@ -155,7 +155,8 @@ class SerialLine:
         if self.silence_s is None:
             return await chunks.get()
         try:
-            return await asyncio.wait_for(chunks.get(), self.silence_s)
+            async with asyncio.timeout(self.silence_s):
+                return await chunks.get()
         except TimeoutError:
             self._health(False, f"no data for {self.silence_s:g} s")
             return await chunks.get()

@@ -67,7 +67,8 @@ class GateEffects:
         runner = self._lane(lane)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         runner.release(transaction_id, future)
-        await asyncio.wait_for(future, 30)
+        async with asyncio.timeout(30):
+            await future
 
     async def direct_to_inspection(self, lane: str, transaction_id: int) -> None:
         await self._lane(lane).direct_to_inspection(transaction_id)

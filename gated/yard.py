@@ -517,13 +517,15 @@ class YardMoveService:
 
     async def _read_positions(self, host: str, port: int) -> str:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
+            async with asyncio.timeout(5.0):
+                reader, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError) as exc:
             return f"cannot connect: {exc}"
         try:
             while True:
                 try:
-                    line = await asyncio.wait_for(reader.readline(), self.position_watchdog_s)
+                    async with asyncio.timeout(self.position_watchdog_s):
+                        line = await reader.readline()
                 except TimeoutError:
                     return f"no position for {self.position_watchdog_s:g} s"
                 if not line:

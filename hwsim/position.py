@@ -124,7 +124,8 @@ class PositionUnit:
                     self.fixes_sent += 1
                     await writer.drain()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=self.period_s)
+                    async with asyncio.timeout(self.period_s):
+                        await self._changed.wait()
                 # every client gets the change; the flag is cleared once all had a chance
                 await asyncio.sleep(0)
                 self._changed.clear()

@@ -174,7 +174,8 @@ class ReaderSupervisor:
         tick = min(0.25, watchdog / 5)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=tick)
+                async with asyncio.timeout(tick):
+                    await changed.wait()
             changed.clear()
             if ended.is_set():
                 return client.failure or "connection closed by the reader"
@@ -193,10 +194,10 @@ class ReaderSupervisor:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            await asyncio.wait_for(
-                loop.sock_connect(sock, (self.config.host, self.config.port)),
-                timeout=CONNECT_TIMEOUT_S,
-            )
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancel that arrives
+            # as the connect fails, and the supervisor would then never stop
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await loop.sock_connect(sock, (self.config.host, self.config.port))
             sock.setblocking(True)
             sock.settimeout(CONNECT_TIMEOUT_S)  # bounds sllurp's blocking sends
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -218,8 +219,10 @@ class ReaderSupervisor:
             if polite and not ended.is_set() and client.failure is None:
                 try:
                     # DELETE_ACCESSSPEC + DELETE_ROSPEC, then closes
-                    await asyncio.wait_for(asyncio.to_thread(client.disconnect), timeout=1.0)
-                    await asyncio.wait_for(ended.wait(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        await asyncio.to_thread(client.disconnect)
+                    async with asyncio.timeout(1.0):
+                        await ended.wait()
                 except Exception as exc:  # sllurp raises several kinds on a half-dead socket
                     _LOGGER.debug("%s: polite stop failed: %s", self.label, exc)
         finally:

@@ -133,3 +133,21 @@ async def test_hostile_reader_then_a_real_one(behaviour: str) -> None:
         finally:
             await real.stop()
     assert {r.epc for r in recorder.reads} == {EPC_TRUCK}
+
+
+async def test_cancel_while_a_refused_connect_fails_stops_the_supervisor() -> None:
+    """A stop that lands as a connect is refused still stops the supervisor (Python 3.11's
+    wait_for used to lose that cancel, and the daemon's stop then hung for good)."""
+    port = free_port()  # nothing listens: every connect is refused at once
+    config = reader_config(port, backoff_cap_s=0.001)
+    rng = random.Random(7)
+    for _ in range(150):
+        supervisor = ReaderSupervisor(
+            "gone", config, lambda _read: None, lambda _health: None, first_retry_s=0.0
+        )
+        task = asyncio.create_task(supervisor.run())
+        for _ in range(rng.randrange(1, 40)):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3.0)
+        assert done, "the supervisor did not stop when cancelled"
