@@ -11,9 +11,9 @@ import getpass
 import sys
 
 import yaml
-from argon2 import PasswordHasher
 
 from gated.config import KioskUser
+from gated.kiosk.auth import password_hasher
 
 MIN_PASSWORD_CHARS = 10
 
@@ -61,7 +61,7 @@ def run_hash_password(args: argparse.Namespace) -> int:
     password = _read_password(args.stdin)
     if password is None:
         return 1
-    print(PasswordHasher().hash(password))
+    print(password_hasher().hash(password))
     return 0
 
 
@@ -71,7 +71,7 @@ def run_add_user(args: argparse.Namespace) -> int:
         return 1
     try:
         user = KioskUser(
-            username=args.username, role=args.role, password_hash=PasswordHasher().hash(password)
+            username=args.username, role=args.role, password_hash=password_hasher().hash(password)
         )
     except ValueError as exc:
         print(f"invalid user: {exc}", file=sys.stderr)

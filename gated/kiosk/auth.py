@@ -28,6 +28,20 @@ ROLES = ("viewer", "clerk", "supervisor")
 CAN_ACT = frozenset({"clerk", "supervisor"})
 CAN_CONFIGURE = frozenset({"supervisor"})
 
+# argon2id at OWASP's recommended minimum (19 MiB, 2 passes, 1 lane) rather than argon2-cffi's
+# 64 MiB default: a login on the gate daemon must not add 64 MB to a process that holds the
+# lanes, and 19 MiB still makes an offline guess cost ~20 ms and 19 MiB of memory.
+HASH_MEMORY_KIB = 19 * 1024
+HASH_TIME_COST = 2
+HASH_PARALLELISM = 1
+
+
+def password_hasher() -> PasswordHasher:
+    """The hasher that new kiosk passwords are hashed with."""
+    return PasswordHasher(
+        time_cost=HASH_TIME_COST, memory_cost=HASH_MEMORY_KIB, parallelism=HASH_PARALLELISM
+    )
+
 
 def load_secret(path: str | Path) -> bytes:
     """The session signing secret; created (32 random bytes, mode 0600) if the file is missing."""
@@ -94,7 +108,7 @@ class Authenticator:
         self._secret = secret
         self._clock = clock
         self._lifetime_s = config.session_minutes * 60.0
-        self._hasher = hasher or PasswordHasher()
+        self._hasher = hasher or password_hasher()
         # a hash to verify against for unknown users, so their replies take as long
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         self._revoked: dict[str, float] = {}
