@@ -16,6 +16,8 @@ import numpy as np
 # Character height range in pixels at the working scale (1080p images are used as they are).
 MIN_CHAR_HEIGHT = 14
 MAX_CHAR_HEIGHT = 110
+# Widest character box, in heights: oblique views and lens distortion widen glyphs.
+MAX_WIDTH_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def _blobs_of(
     narrow = w < 0.35 * h  # a '1' or an 'I' is a solid bar
     keep = (
         (h * factor >= MIN_CHAR_HEIGHT) & (h * factor <= MAX_CHAR_HEIGHT)
-        & (w >= 2) & (w <= 1.1 * h)
+        & (w >= 2) & (w <= MAX_WIDTH_RATIO * h)
         & (fill >= 0.12) & ((fill <= 0.92) | narrow)
         & ~((w < 0.25 * h) & (fill < 0.5))  # thin and sparse: a crack or a rod
     )

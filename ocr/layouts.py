@@ -33,6 +33,29 @@ def _consistent(blobs: tuple[Blob, ...]) -> bool:
     return max(heights) <= 1.5 * min(heights)
 
 
+# Characters of one code are painted at an even pitch: within the owner code and within the
+# serial, the largest step between neighbouring centres may be at most this many times the
+# smallest. A window with a character missing (hidden by a rod) or with a stray blob at one
+# end has a step about twice the others, and is the commonest source of a wrong number that
+# still passes the check digit.
+MAX_PITCH_RATIO = 1.6
+
+
+def pitch_ratio(blobs: tuple[Blob, ...], direction: str) -> float:
+    """Largest over smallest step between the centres of neighbouring blobs."""
+    centres = [b.cx if direction == "h" else b.cy for b in blobs]
+    steps = [abs(b - a) for a, b in zip(centres[:-1], centres[1:], strict=True)]
+    return max(steps) / max(min(steps), 1.0)
+
+
+def _even(blobs: tuple[Blob, ...], direction: str) -> bool:
+    """Owner code (4) and serial (6) each evenly spaced; the check digit may stand apart."""
+    return (
+        pitch_ratio(blobs[:4], direction) <= MAX_PITCH_RATIO
+        and pitch_ratio(blobs[4:10], direction) <= MAX_PITCH_RATIO
+    )
+
+
 def assemble(lines: list[Group], columns: list[Group]) -> list[Candidate]:
     """11-blob candidates in the three layouts, longest and tallest groups first."""
     found: list[Candidate] = []
@@ -48,7 +71,7 @@ def _windows(blobs: tuple[Blob, ...], layout: str) -> list[Candidate]:
     out = []
     for start in range(0, len(blobs) - 10):
         window = blobs[start : start + 11]
-        if _consistent(window):
+        if _consistent(window) and _even(window, "v" if layout == "vertical" else "h"):
             out.append(Candidate(window, layout))
     return out
 
@@ -70,6 +93,6 @@ def _multiline(lines: list[Group]) -> list[Candidate]:
                     if abs(lead.x - owner[0].x) > 1.2 * height:
                         continue
                     blobs = owner + serial_line.blobs[index : index + 7]
-                    if _consistent(blobs):
+                    if _consistent(blobs) and _even(blobs, "h"):
                         out.append(Candidate(blobs, "horizontal_multiline"))
     return out

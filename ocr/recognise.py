@@ -234,7 +234,9 @@ def choose(reads: list[CodeRead]) -> CodeRead | None:
         return None
     reads = sorted(reads, key=lambda r: -r.confidence)
     best = reads[0]
-    support = sum(1 for r in reads if r.number == best.number)
+    # The same characters found again (another search scale, a window one blob wider) are
+    # the same evidence, not support: only the number read elsewhere in the image counts.
+    support = 1 + sum(1 for r in reads[1:] if r.number == best.number and not _overlap(r, best))
     rivals = [r for r in reads[1:] if r.number != best.number and _overlap(r, best)]
     confidence = best.confidence
     if rivals:

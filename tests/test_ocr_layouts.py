@@ -1,0 +1,55 @@
+"""Candidate geometry: even pitch of a code's characters, and what counts as support."""
+
+from __future__ import annotations
+
+from ocr.candidates import Blob, Group
+from ocr.layouts import Candidate, assemble, pitch_ratio
+from ocr.recognise import CodeRead, choose
+
+
+def _row(xs: list[int], y: int = 100, h: int = 40, w: int = 24) -> tuple[Blob, ...]:
+    return tuple(Blob(x, y, w, h, 1) for x in xs)
+
+
+def _even_line(start: int = 100, pitch: int = 30) -> list[int]:
+    """Owner code, a space, serial, a space, check digit."""
+    owner = [start + pitch * i for i in range(4)]
+    serial = [owner[-1] + 2 * pitch + pitch * i for i in range(6)]
+    return [*owner, *serial, serial[-1] + 2 * pitch]
+
+
+def test_an_evenly_spaced_line_is_a_candidate() -> None:
+    line = Group(_row(_even_line()), "h")
+    found = assemble([line], [])
+    assert [c.layout for c in found] == ["horizontal"]
+    assert pitch_ratio(found[0].blobs[:4], "h") == 1.0
+
+
+def test_a_line_with_a_hidden_character_is_not_a_candidate() -> None:
+    # a stray blob in front of the owner code and a character lost behind a rod: the window
+    # has eleven blobs, but the owner code's steps are uneven
+    xs = _even_line()
+    del xs[2]
+    line = Group(_row([xs[0] - 90, *xs]), "h")
+    assert assemble([line], []) == []
+
+
+def test_an_evenly_spaced_column_is_a_candidate_and_a_gap_in_it_is_not() -> None:
+    ys = [100 + 50 * i for i in range(4)] + [330 + 50 * i for i in range(6)] + [650]
+    column = Group(tuple(Blob(500, y, 30, 40, 0) for y in ys), "v")
+    assert [c.layout for c in assemble([], [column])] == ["vertical"]
+    ys_gap = ys[:5] + [y + 50 for y in ys[5:]]  # a digit missing inside the serial
+    gap = Group(tuple(Blob(500, y, 30, 40, 0) for y in ys_gap), "v")
+    assert assemble([], [gap]) == []
+
+
+def test_the_same_characters_found_twice_are_not_support() -> None:
+    blobs = _row(_even_line())
+    again = tuple(Blob(b.x + 1, b.y, b.w, b.h, b.polarity) for b in blobs)
+    first = CodeRead("CSQU3054383", 0.4, Candidate(blobs, "horizontal"))
+    second = CodeRead("CSQU3054383", 0.4, Candidate(again, "horizontal"))
+    assert choose([first, second]) == first
+    elsewhere = tuple(Blob(b.x, b.y + 300, b.w, b.h, b.polarity) for b in blobs)
+    third = CodeRead("CSQU3054383", 0.4, Candidate(elsewhere, "horizontal"))
+    chosen = choose([first, third])
+    assert chosen is not None and chosen.confidence > 0.6
