@@ -195,6 +195,13 @@ def _next_index(table: _Table, i: int, direction: str, loose: bool = False) -> i
 
 
 HEIGHT_TOLERANCE = 1.3
+
+
+def _gap(table: _Table, i: int, j: int, direction: str) -> float:
+    """Empty space between blob i and the blob j after it."""
+    if direction == "h":
+        return float(table.x0[j] - table.x1[i])
+    return float(table.y0[j] - table.y1[i])
 LOOSE_HEIGHT_TOLERANCE = 1.6
 
 
@@ -202,13 +209,18 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
     if not blobs:
         return []
     table = _Table(blobs)
-    following: dict[int, int] = {}
-    has_previous: set[int] = set()
+    # Each blob follows the nearest blob that has it as its nearest next one: a stray blob
+    # (a rod, a mark) further back must not take a character away from its true neighbour.
+    previous: dict[int, tuple[float, int]] = {}
     for i in range(len(blobs)):
         nxt = _next_index(table, i, direction)
-        if nxt is not None and nxt not in has_previous:
-            following[i] = nxt
-            has_previous.add(nxt)
+        if nxt is None:
+            continue
+        gap = _gap(table, i, nxt, direction)
+        if nxt not in previous or gap < previous[nxt][0]:
+            previous[nxt] = (gap, i)
+    following = {i: nxt for nxt, (_gap_size, i) in previous.items()}
+    has_previous = set(previous)
     groups = []
     for i in range(len(blobs)):
         if i in has_previous:

@@ -57,14 +57,19 @@ def _even(blobs: tuple[Blob, ...], direction: str) -> bool:
 
 
 def assemble(lines: list[Group], columns: list[Group]) -> list[Candidate]:
-    """11-blob candidates in the three layouts, longest and tallest groups first."""
-    found: list[Candidate] = []
-    for group in sorted(columns, key=lambda g: -g.height):
-        found.extend(_windows(group.blobs, "vertical"))
-    for group in sorted(lines, key=lambda g: -g.height):
-        found.extend(_windows(group.blobs, "horizontal"))
-    found.extend(_multiline(lines))
-    return found
+    """11-blob candidates in the three layouts. The first window of every group comes before
+    any group's second, so that one long chain (a locking rod's texture, a column of
+    corrugation marks) cannot fill the reader's budget of candidates; within a rank, columns
+    before lines, then multi-line pairs, taller groups first."""
+    ranked: list[tuple[int, int, float, Candidate]] = []
+    for order, (layout, groups) in enumerate((("vertical", columns), ("horizontal", lines))):
+        for group in groups:
+            for rank, window in enumerate(_windows(group.blobs, layout)):
+                ranked.append((rank, order, -group.height, window))
+    for rank, window in enumerate(_multiline(lines)):
+        ranked.append((rank, 2, 0.0, window))
+    ranked.sort(key=lambda item: item[:3])
+    return [window for *_key, window in ranked]
 
 
 def _windows(blobs: tuple[Blob, ...], layout: str) -> list[Candidate]:

@@ -70,9 +70,14 @@ def _read_part(
     engine: Engine,
     whitelist: str,
     bold: bool = False,
+    max_missing: int | None = None,
 ) -> list[Glyph | None]:
+    """Read the blobs as one line; a character the line read did not place is read on its
+    own, unless more than `max_missing` are missing (then the line is given up as it is)."""
     line, slots = render(gray, blobs, bold)
     assigned = _assign(engine.read_line(line, whitelist), slots)
+    if max_missing is not None and sum(g is None for g in assigned) > max_missing:
+        return assigned
     for index, glyph in enumerate(assigned):
         if glyph is None:  # read that one character on its own
             single, single_slots = render(gray, (blobs[index],), bold)
@@ -80,13 +85,23 @@ def _read_part(
     return assigned
 
 
+# A candidate whose owner code the engine cannot place at least this many of is not read
+# further: a rod's texture or a column of marks, not a code (saves most of the time spent on
+# the wrong candidates).
+MIN_OWNER_PLACED = 3
+
+
 def _two_opinions(
-    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str
+    gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str,
+    max_missing: int | None = None,
 ) -> list[Glyph | None]:
     """Read the characters as binarised by Otsu and again with bolder strokes. Where the two
     readings differ, the more confident one leads and the other becomes its alternative, so
-    that the check digit can arbitrate."""
-    plain = _read_part(gray, blobs, engine, whitelist)
+    that the check digit can arbitrate. With `max_missing`, a plain read that misses more
+    characters than that is returned as it is, without the second opinion."""
+    plain = _read_part(gray, blobs, engine, whitelist, max_missing=max_missing)
+    if max_missing is not None and sum(g is None for g in plain) > max_missing:
+        return plain
     bold = _read_part(gray, blobs, engine, whitelist, bold=True)
     return [_merge(a, b) for a, b in zip(plain, bold, strict=True)]
 
@@ -118,7 +133,9 @@ def _with_unboxed_check_digit(
 
 def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> CodeRead | None:
     """Read one 11-blob candidate; None unless it yields exactly one valid number."""
-    owner = _two_opinions(gray, candidate.blobs[:4], engine, LETTERS)
+    owner = _two_opinions(
+        gray, candidate.blobs[:4], engine, LETTERS, max_missing=4 - MIN_OWNER_PLACED
+    )
     if any(g is None for g in owner):
         return None
     serial = _two_opinions(gray, candidate.blobs[4:], engine, DIGITS)

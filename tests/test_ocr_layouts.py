@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocr.candidates import Blob, Group
+from ocr.candidates import Blob, Group, _chains
 from ocr.layouts import Candidate, assemble, pitch_ratio
 from ocr.recognise import CodeRead, choose
 
@@ -53,3 +53,22 @@ def test_the_same_characters_found_twice_are_not_support() -> None:
     third = CodeRead("CSQU3054383", 0.4, Candidate(elsewhere, "horizontal"))
     chosen = choose([first, third])
     assert chosen is not None and chosen.confidence > 0.6
+
+
+def test_a_stray_blob_before_a_line_does_not_take_its_first_character() -> None:
+    # a rod piece taller than the characters, left of the owner code, whose first letter is
+    # a little shorter (too short to link to the rod): the rod's nearest similar blob is the
+    # second letter, which must stay the first letter's neighbour
+    xs = _even_line(start=400)
+    first = Blob(xs[0], 102, 24, 36, 1)
+    line = (first, *_row(xs[1:]))
+    rod = Blob(300, 95, 10, 50, 1)
+    chains = _chains([rod, *line], "h")
+    assert any(group.blobs == line for group in chains)
+
+
+def test_one_long_chain_does_not_crowd_out_the_other_groups() -> None:
+    rod = Group(tuple(Blob(50, 20 + 45 * i, 20, 40, 0) for i in range(20)), "v")
+    line = Group(_row(_even_line()), "h")
+    found = assemble([line], [rod])
+    assert [c.layout for c in found[:2]] == ["vertical", "horizontal"]
