@@ -40,13 +40,17 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy gated drivers ocr rfid tos_bridge hwsim
 
+# two workers: most tests wait on sockets and subprocesses, so two halve the wall time even on
+# two cores; the longest tests are handed out first (tests/conftest.py)
+PYTEST := $(VENV)/bin/pytest -q -n 2 --dist worksteal
+
 pytest: setup
-	$(VENV)/bin/pytest -q
+	$(PYTEST)
 
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy gated drivers ocr rfid tos_bridge hwsim
-	$(VENV)/bin/pytest -q
+	$(PYTEST)
 
 demo: setup
 	$(PY) scripts/demo.py

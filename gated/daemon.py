@@ -19,7 +19,7 @@ from gated.domain import CredentialCheck, DeviceHealth, utcnow
 from gated.health import HealthBoard
 from gated.lane import LaneDevices, LaneRunner, SafetyRefusal
 from gated.metrics import Metrics
-from gated.ocr_service import OcrService, warm_up_ocr
+from gated.ocr_service import OcrService, start_ocr_worker
 from gated.ports import PlcInputs
 from gated.supervisor import Service, Supervisor
 from gated.transactions import TransactionStore
@@ -95,10 +95,12 @@ class Daemon:
         self.health.subscribe(self._count_health)
         # spawned, not forked: the daemon has threads (sllurp, paho) a fork would copy badly
         self.ocr_executor = ProcessPoolExecutor(
-            max_workers=OCR_WORKERS, mp_context=multiprocessing.get_context("spawn")
+            max_workers=OCR_WORKERS,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=start_ocr_worker,
         )
         for _ in range(OCR_WORKERS):
-            self.ocr_executor.submit(warm_up_ocr)
+            self.ocr_executor.submit(int)  # start the workers now, not on the first truck
         self.lanes: dict[str, LaneRunner] = {}
         self.services: list[Service] = []
         self._closers: list[Any] = []

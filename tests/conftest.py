@@ -124,3 +124,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_leaks: skip the leak check (only for fixtures that outlive a test)"
     )
+    config.addinivalue_line(
+        "markers", "long: a test of minutes; run first so that it overlaps the others"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first: with `-n 2` one worker runs them while the other takes the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

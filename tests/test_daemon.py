@@ -110,3 +110,15 @@ async def test_a_service_that_exits_does_not_stop_the_others() -> None:
     supervisor.stop()
     await task
     assert calls >= 2
+
+
+def test_the_daemon_process_does_not_load_opencv() -> None:
+    """OpenCV costs 40 MB a process; the daemon leaves it to the OCR workers (and to sites
+    with video-stream cameras), so its modules must not import it."""
+    probe = (
+        "import sys, gated.daemon, gated.cameras, gated.kiosk, gated.ocr_service; "
+        "print(sorted(m for m in ('cv2', 'numpy', 'ocr') if m in sys.modules))"
+    )
+    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "[]"

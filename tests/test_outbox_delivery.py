@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from gated import models
@@ -63,6 +64,7 @@ def _unacked(sessions) -> int:  # type: ignore[no-untyped-def]
         return int(session.scalar(query) or 0)
 
 
+@pytest.mark.long
 async def test_slow_tos_behind_a_default_broker_gets_every_move(tmp_path: Path) -> None:
     """mosquitto's default per-client queue (1000) drops messages for a TOS that cannot keep
     up; the TOS acks and the bridge's resend make every move arrive and be acknowledged."""

@@ -35,6 +35,7 @@ def _stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
         return process.wait()
 
 
+@pytest.mark.long
 @pytest.mark.timeout(900)
 def test_twenty_trucks_every_outcome_reaches_the_tos(tmp_path: Path, mosquitto: Mosquitto) -> None:
     state = tmp_path / "sim"
