@@ -12,6 +12,7 @@ import sys
 from datetime import date
 
 from drivers.fascn import FascnError, decode
+from gated.commands.site import load_or_report, site_database
 from gated.config import ConfigError, load_config
 
 
@@ -61,7 +62,6 @@ def run_decode(args: argparse.Namespace) -> int:
 
 def run_register(args: argparse.Namespace) -> int:
     from gated.credentials import load_fascn_key, register_driver
-    from gated.db import make_engine, session_factory
 
     text = sys.stdin.readline() if args.fascn == "-" else args.fascn
     try:
@@ -72,39 +72,28 @@ def run_register(args: argparse.Namespace) -> int:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
     key = load_fascn_key(config.security.fascn_key_file)
-    engine = make_engine(config.database.url)
-    try:
-        with session_factory(engine)() as session:
-            register_driver(
-                session, fascn, key=key, company_code=args.company, name=args.name,
-                card_expires_on=expires,
-            )
-            session.commit()
-    finally:
-        engine.dispose()
+    with site_database(config) as sessions, sessions.begin() as session:
+        register_driver(
+            session, fascn, key=key, company_code=args.company, name=args.name,
+            card_expires_on=expires,
+        )
     print(f"driver with card {fascn.masked()} registered with {args.company}")
     return 0
 
 
 def run_ccl_import(args: argparse.Namespace) -> int:
     from gated.credentials import CclImportError, import_canceled_card_list, load_fascn_key
-    from gated.db import make_engine, session_factory
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return 1
     key = load_fascn_key(config.security.fascn_key_file)
-    engine = make_engine(config.database.url)
     try:
-        with session_factory(engine)() as session:
+        with site_database(config) as sessions, sessions() as session:
             report = import_canceled_card_list(session, args.file, key=key)
     except CclImportError as exc:
         print(f"{args.file}: refused: {exc}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
     for problem in report.problems[:50]:
         print(f"  {problem}")
     if len(report.problems) > 50:
@@ -118,20 +107,13 @@ def run_ccl_import(args: argparse.Namespace) -> int:
 
 def run_ccl_status(args: argparse.Namespace) -> int:
     from gated.credentials import ccl_status
-    from gated.db import make_engine, session_factory
     from gated.domain import utcnow
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return 1
-    engine = make_engine(config.database.url)
-    try:
-        with session_factory(engine)() as session:
-            status = ccl_status(session, config.security, utcnow())
-    finally:
-        engine.dispose()
+    with site_database(config) as sessions, sessions() as session:
+        status = ccl_status(session, config.security, utcnow())
     imported = status.imported_at.isoformat() if status.imported_at else None
     print(json.dumps({
         "stale": status.stale,

@@ -24,22 +24,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_enroll(args: argparse.Namespace) -> int:
     from drivers.fascn import FascnError, decode
-    from gated.config import ConfigError, load_config
+    from gated.commands.site import load_or_report, site_database
     from gated.credentials import load_fascn_key, register_driver
-    from gated.db import make_engine, session_factory, upgrade
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return 1
     key = load_fascn_key(config.security.fascn_key_file)
-    engine = make_engine(config.database.url)
-    upgrade(engine)
     enrolled, bad = 0, 0
     try:
         with open(args.file, encoding="utf-8", newline="") as handle, \
-                session_factory(engine).begin() as session:
+                site_database(config) as sessions, sessions.begin() as session:
             for line, row in enumerate(csv.DictReader(handle), start=2):
                 try:
                     fascn = decode(row["fascn"].strip())
@@ -60,7 +55,5 @@ def run_enroll(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
     print(f"enrolled {enrolled} driver(s), {bad} bad row(s)")
     return 0 if enrolled or not bad else 1
