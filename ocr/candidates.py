@@ -29,6 +29,7 @@ class Blob:
     w: int
     h: int
     polarity: int  # 1: bright on dark, 0: dark on bright
+    filled: bool = False  # not found but placed where a lost character of a chain should be
 
     @property
     def cx(self) -> float:
@@ -196,13 +197,14 @@ def _next_index(table: _Table, i: int, direction: str, loose: bool = False) -> i
 
 HEIGHT_TOLERANCE = 1.3
 
+LOOSE_HEIGHT_TOLERANCE = 1.6
+
 
 def _gap(table: _Table, i: int, j: int, direction: str) -> float:
     """Empty space between blob i and the blob j after it."""
     if direction == "h":
         return float(table.x0[j] - table.x1[i])
     return float(table.y0[j] - table.y1[i])
-LOOSE_HEIGHT_TOLERANCE = 1.6
 
 
 def _chains(blobs: list[Blob], direction: str) -> list[Group]:
@@ -222,12 +224,14 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
     following = {i: nxt for nxt, (_gap_size, i) in previous.items()}
     has_previous = set(previous)
     groups = []
+    chains = []
     for i in range(len(blobs)):
         if i in has_previous:
             continue
         chain = [i]
         while chain[-1] in following and len(chain) < 40:
             chain.append(following[chain[-1]])
+        chains.append(chain)
         if len(chain) >= 3:
             groups.append(Group(tuple(blobs[j] for j in chain), direction))
         # A check digit set apart (boxed, spaced) ends a 10-character line or column, or the
@@ -236,7 +240,65 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
             tail = _next_index(table, chain[-1], direction, loose=True)
             if tail is not None and tail not in chain:
                 groups.append(Group(tuple(blobs[j] for j in [*chain, tail]), direction))
-    return groups
+    return groups + _bridged(blobs, chains, direction)
+
+
+# A character lost from a chain (hidden by a rod or a bar, broken by wear or glare) leaves
+# two runs of evenly spaced blobs with a step of about two between them. They are joined
+# through a blob filled in where the lost character should be, when the step between the
+# runs is within BRIDGE_TOLERANCE steps of two and the joined chain could hold a code
+# (a column of 11, or the 7 of a serial line).
+BRIDGE_TOLERANCE = 0.4
+MIN_BRIDGED = {"h": 7, "v": 11}
+
+
+def _bridged(blobs: list[Blob], chains: list[list[int]], direction: str) -> list[Group]:
+    """Chains joined across one lost character, as extra groups (the chains as found stay).
+    A run of three or more blobs gives the step; the chain on its other side may be short."""
+    if not chains:
+        return []
+    along, across = (0, 1) if direction == "h" else (1, 0)
+    centre = np.array([(b.cx, b.cy) for b in blobs], float)
+    heads = np.array([c[0] for c in chains])
+    tails = np.array([c[-1] for c in chains])
+    lengths = np.array([len(c) for c in chains])
+    heights = np.array([b.h for b in blobs], float)
+    polarity = np.array([b.polarity for b in blobs])
+    out = []
+    for index, run in enumerate(chains):
+        if len(run) < 3:
+            continue
+        step = float(np.median(np.diff(centre[run, along])))
+        if step <= 0:
+            continue
+        short = max(1, MIN_BRIDGED[direction] - 1 - len(run))
+        # the run's last blob before another chain's first, then its first after another's last
+        for own, other, sign in ((run[-1], heads, 1), (run[0], tails, -1)):
+            distance = sign * (centre[other, along] - centre[own, along])
+            ok = (
+                (np.abs(distance - 2 * step) <= BRIDGE_TOLERANCE * step)
+                & (np.abs(centre[other, across] - centre[own, across])
+                   <= 0.5 * np.maximum(heights[other], heights[own]))
+                & (np.maximum(heights[other], heights[own])
+                   <= HEIGHT_TOLERANCE * np.minimum(heights[other], heights[own]))
+                & (polarity[other] == polarity[own])
+                & (lengths >= short)
+            )
+            ok[index] = False
+            for partner in np.flatnonzero(ok):
+                before, after = (run, chains[partner]) if sign == 1 else (chains[partner], run)
+                if sign == -1 and len(chains[partner]) >= 3:
+                    continue  # found already from the partner's side
+                out.append(_join(blobs, before, after, direction))
+    return out
+
+
+def _join(blobs: list[Blob], before: list[int], after: list[int], direction: str) -> Group:
+    last, first = blobs[before[-1]], blobs[after[0]]
+    w, h = (last.w + first.w) / 2, (last.h + first.h) / 2
+    cx, cy = (last.cx + first.cx) / 2, (last.cy + first.cy) / 2
+    filled = Blob(round(cx - w / 2), round(cy - h / 2), round(w), round(h), last.polarity, True)
+    return Group((*(blobs[j] for j in before), filled, *(blobs[j] for j in after)), direction)
 
 
 def find_groups(

@@ -60,22 +60,29 @@ def assemble(lines: list[Group], columns: list[Group]) -> list[Candidate]:
     """11-blob candidates in the three layouts. The first window of every group comes before
     any group's second, so that one long chain (a locking rod's texture, a column of
     corrugation marks) cannot fill the reader's budget of candidates; within a rank, columns
-    before lines, then multi-line pairs, taller groups first."""
+    before lines, then multi-line pairs, then groups joined across a lost character, taller
+    groups first."""
     ranked: list[tuple[int, int, float, Candidate]] = []
     for order, (layout, groups) in enumerate((("vertical", columns), ("horizontal", lines))):
         for group in groups:
+            bridged = any(b.filled for b in group.blobs)
             for rank, window in enumerate(_windows(group.blobs, layout)):
-                ranked.append((rank, order, -group.height, window))
+                ranked.append((rank, 3 * bridged + order, -group.height, window))
     for rank, window in enumerate(_multiline(lines)):
-        ranked.append((rank, 2, 0.0, window))
+        ranked.append((rank, 2 + 3 * any(b.filled for b in window.blobs), 0.0, window))
     ranked.sort(key=lambda item: item[:3])
     return [window for *_key, window in ranked]
 
 
 def _windows(blobs: tuple[Blob, ...], layout: str) -> list[Candidate]:
+    """The group's 11-blob windows; of a group joined across a lost character, only those
+    that hold the filled-in blob (the others are windows of the groups as found)."""
+    bridged = any(b.filled for b in blobs)
     out = []
     for start in range(0, len(blobs) - 10):
         window = blobs[start : start + 11]
+        if bridged and not any(b.filled for b in window):
+            continue
         if _consistent(window) and _even(window, "v" if layout == "vertical" else "h"):
             out.append(Candidate(window, layout))
     return out

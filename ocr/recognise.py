@@ -32,10 +32,15 @@ CONTESTED_PENALTY = 0.7
 # Freight containers are category U; a J or Z read is more often a misaligned window (a
 # digit forced into a letter) than detachable equipment or a chassis number at this gate.
 RARE_CATEGORY_PRIOR = 0.6
+# A character read where a lost one was filled in (see candidates._bridged) is less certain.
+FILLED_PENALTY = 0.9
 # The chosen read is read again this much larger. A different valid number from that reading
 # costs CONTRARY_PENALTY; MANY_UNCONFIRMED characters or more it does not confirm cost
 # VERIFY_PENALTY.
 VERIFY_SCALE = 1.2
+# A line read that places fewer than all but one of its characters is read again this much
+# larger before characters are read one by one.
+RETRY_SCALE = 1.5
 CONTRARY_PENALTY = 0.2
 MANY_UNCONFIRMED = 3
 VERIFY_PENALTY = 0.5
@@ -76,6 +81,11 @@ def _read_part(
     own, unless more than `max_missing` are missing (then the line is given up as it is)."""
     line, slots = render(gray, blobs, bold)
     assigned = _assign(engine.read_line(line, whitelist), slots)
+    if sum(g is None for g in assigned) > 1:
+        # the engine sometimes gives up on a clean line at one size and reads it at another
+        larger = _read_rescaled(line, slots, engine, whitelist, RETRY_SCALE)
+        if sum(g is None for g in larger) < sum(g is None for g in assigned):
+            assigned = larger
     if max_missing is not None and sum(g is None for g in assigned) > max_missing:
         return assigned
     for index, glyph in enumerate(assigned):
@@ -148,6 +158,8 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
     number, confidence = decided
     if number[3] != "U":
         confidence *= RARE_CATEGORY_PRIOR
+    if any(b.filled for b in candidate.blobs):
+        confidence *= FILLED_PENALTY
     free = _free_read(gray, candidate, engine)
     if free is not None and free[:10] != number[:10]:
         confidence *= DISAGREEMENT_PENALTY
@@ -155,15 +167,32 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
 
 
 def _read_rescaled(
-    line: np.ndarray, slots: list[tuple[int, int]], engine: Engine, whitelist: str
+    line: np.ndarray,
+    slots: list[tuple[int, int]],
+    engine: Engine,
+    whitelist: str,
+    factor: float = VERIFY_SCALE,
 ) -> list[Glyph | None]:
     """Read a rendered line again at another size: the engine's errors depend on scale."""
-    factor = VERIFY_SCALE
     size = (round(line.shape[1] * factor), round(line.shape[0] * factor))
     bigger = cv2.resize(line, size, interpolation=cv2.INTER_LINEAR)
     _thr, bigger = cv2.threshold(bigger, 127, 255, cv2.THRESH_BINARY)
     scaled = [(round(a * factor), round(b * factor)) for a, b in slots]
     return _assign(engine.read_line(bigger, whitelist), scaled, gap=SLOT_GAP * factor)
+
+
+def _second_look(
+    line: np.ndarray, slots: list[tuple[int, int]], engine: Engine, whitelist: str
+) -> list[Glyph | None]:
+    """The line read at VERIFY_SCALE; where the engine places almost nothing there (it gives
+    up on some clean lines at some sizes) at RETRY_SCALE instead: a character not placed is
+    no evidence either way."""
+    seen = _read_rescaled(line, slots, engine, whitelist)
+    if sum(g is None for g in seen) > 1:
+        retry = _read_rescaled(line, slots, engine, whitelist, RETRY_SCALE)
+        if sum(g is None for g in retry) < sum(g is None for g in seen):
+            seen = retry
+    return seen
 
 
 def verify(gray: np.ndarray, read: CodeRead, engine: Engine) -> CodeRead:
@@ -175,8 +204,8 @@ def verify(gray: np.ndarray, read: CodeRead, engine: Engine) -> CodeRead:
     blobs = read.candidate.blobs
     owner_line, owner_slots = render(gray, blobs[:4])
     serial_line, serial_slots = render(gray, blobs[4:])
-    seen = _read_rescaled(owner_line, owner_slots, engine, LETTERS)
-    seen += _read_rescaled(serial_line, serial_slots, engine, DIGITS)
+    seen = _second_look(owner_line, owner_slots, engine, LETTERS)
+    seen += _second_look(serial_line, serial_slots, engine, DIGITS)
     spelled = ["".join(g.text if g is not None else "?" for g in seen)]
     unboxed = unboxed_glyph_image(gray, blobs[-1])
     if unboxed is not None:

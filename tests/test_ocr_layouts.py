@@ -72,3 +72,23 @@ def test_one_long_chain_does_not_crowd_out_the_other_groups() -> None:
     line = Group(_row(_even_line()), "h")
     found = assemble([line], [rod])
     assert [c.layout for c in found[:2]] == ["vertical", "horizontal"]
+
+
+def test_a_column_with_a_lost_character_is_joined_through_a_filled_in_blob() -> None:
+    # a column of 11 whose 6th character is hidden (a bar across it): two runs, 4+1 and 5,
+    # two steps apart; they are joined through a blob filled in where the 6th should be
+    ys = [100 + 50 * i for i in range(11)]
+    seen = [Blob(500, y, 30, 40, 1) for index, y in enumerate(ys) if index != 5]
+    groups = _chains(seen, "v")
+    joined = [g for g in groups if any(b.filled for b in g.blobs)]
+    assert len(joined) == 1
+    filled = joined[0].blobs[5]
+    assert filled.filled and (filled.x, filled.y, filled.w, filled.h) == (500, 350, 30, 40)
+    candidates = assemble([], groups)
+    assert any(c.blobs[5].filled for c in candidates)
+
+
+def test_runs_not_two_steps_apart_are_not_joined() -> None:
+    ys = [100 + 50 * i for i in range(5)] + [100 + 50 * i + 30 for i in range(6, 12)]
+    groups = _chains([Blob(500, y, 30, 40, 1) for y in ys], "v")
+    assert not any(b.filled for g in groups for b in g.blobs)
