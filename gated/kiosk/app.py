@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
@@ -33,6 +33,8 @@ from gated.kiosk.auth import Authenticator, KioskSession, load_secret
 from gated.resolution import ActionRefused, Actor, Outcome, Resolver
 
 _LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "gated_kiosk"
@@ -138,15 +140,25 @@ class Kiosk:
         if len(self.flashes) > 1000:  # sessions that never came back
             self.flashes.pop(next(iter(self.flashes)))
 
-    def board_payload(self) -> dict[str, Any]:
+    async def read(self, work: Callable[[Session], T]) -> T:
+        """Run a database read in a worker thread: the lanes share this event loop, and a
+        clerk's history search must not hold up a truck's decision."""
+
+        def run() -> T:
+            with self.sessions() as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)
+
+    async def board_payload(self) -> dict[str, Any]:
         try:
             lanes = [views.normalise_lane(lane) for lane in self.lane_board()]
         except Exception as exc:  # the board must keep working when the runner misbehaves
             _LOGGER.warning("kiosk: lane board unavailable: %s", exc)
             lanes = []
-        with self.sessions() as session:
-            queue = views.trouble_queue(session)
-            waiting = views.count_waiting_moves(session)
+        queue, waiting = await self.read(
+            lambda session: (views.trouble_queue(session), views.count_waiting_moves(session))
+        )
         return {"lanes": lanes, "queue": queue, "waiting_moves": waiting}
 
 
@@ -310,11 +322,11 @@ def create_app(
 
     @app.get("/")
     async def board(request: Request) -> Response:
-        return kiosk.page(request, "board.html", **kiosk.board_payload())
+        return kiosk.page(request, "board.html", **await kiosk.board_payload())
 
     @app.get("/api/board")
     async def board_json() -> Response:
-        return JSONResponse(kiosk.board_payload())
+        return JSONResponse(await kiosk.board_payload())
 
     @app.get("/api/board/stream")
     async def board_stream(request: Request) -> Response:
@@ -328,7 +340,7 @@ def create_app(
                 if kiosk.auth.verify(cookie) is None:
                     yield "event: logout\ndata: {}\n\n"
                     return
-                text = json.dumps(kiosk.board_payload(), separators=(",", ":"), default=str)
+                text = json.dumps(await kiosk.board_payload(), separators=(",", ":"), default=str)
                 if text != last:
                     yield f"event: board\ndata: {text}\n\n"
                     last, quiet = text, 0.0
@@ -345,8 +357,7 @@ def create_app(
 
     @app.get("/moves")
     async def moves(request: Request) -> Response:
-        with kiosk.sessions() as session:
-            rows = views.waiting_moves(session)
+        rows = await kiosk.read(views.waiting_moves)
         return kiosk.page(request, "moves.html", moves=rows)
 
     @app.get("/history")
@@ -359,8 +370,9 @@ def create_app(
         searched = any((container, truck, day_from, day_to))
         rows = []
         if searched:
-            with kiosk.sessions() as session:
-                rows = views.history(session, container, truck, day_from, day_to)
+            rows = await kiosk.read(
+                lambda session: views.history(session, container, truck, day_from, day_to)
+            )
         return kiosk.page(
             request,
             "history.html",
@@ -378,13 +390,13 @@ def create_app(
     async def admin(request: Request) -> Response:
         user: KioskSession = request.state.user
         require(user, user.can_configure, "see or change the configuration")
-        with kiosk.sessions() as session:
-            audit = views.recent_audit(session)
-            entries = [
+        entries = await kiosk.read(
+            lambda session: [
                 {"at": a.at, "username": a.username, "role": a.role, "action": a.action,
                  "transaction_id": a.transaction_id, "reason": a.reason}
-                for a in audit
+                for a in views.recent_audit(session)
             ]
+        )
         return kiosk.page(
             request,
             "admin.html",
@@ -395,11 +407,13 @@ def create_app(
 
     # --- one transaction ------------------------------------------------------------------
 
-    def transaction_page(
+    async def transaction_view(tx_id: int) -> dict[str, Any] | None:
+        return await kiosk.read(lambda session: views.transaction_view(session, tx_id, config))
+
+    async def transaction_page(
         request: Request, tx_id: int, status_code: int = 200, **extra: Any
     ) -> Response:
-        with kiosk.sessions() as session:
-            view = views.transaction_view(session, tx_id, config)
+        view = await transaction_view(tx_id)
         if view is None:
             return kiosk.page(
                 request, "error.html", status_code=404, message=f"No transaction {tx_id}."
@@ -408,20 +422,18 @@ def create_app(
 
     @app.get("/transactions/{tx_id}")
     async def transaction(request: Request, tx_id: int) -> Response:
-        return transaction_page(request, tx_id)
+        return await transaction_page(request, tx_id)
 
     @app.get("/api/transactions/{tx_id}")
     async def transaction_json(tx_id: int) -> Response:
-        with kiosk.sessions() as session:
-            view = views.transaction_view(session, tx_id, config)
+        view = await transaction_view(tx_id)
         if view is None:
             return JSONResponse({"error": "no such transaction"}, status_code=404)
         return JSONResponse(json.loads(json.dumps(view, default=str)))
 
     @app.get("/transactions/{tx_id}/images/{read_id}")
     async def image(tx_id: int, read_id: int) -> Response:
-        with kiosk.sessions() as session:
-            path = views.image_file(session, config, tx_id, read_id)
+        path = await kiosk.read(lambda session: views.image_file(session, config, tx_id, read_id))
         # read in the loop: images are local, and no worker thread is left behind
         try:
             if path is None or path.stat().st_size > MAX_IMAGE_BYTES:
@@ -434,8 +446,7 @@ def create_app(
 
     @app.get("/transactions/{tx_id}/ticket")
     async def ticket(request: Request, tx_id: int) -> Response:
-        with kiosk.sessions() as session:
-            view = views.transaction_view(session, tx_id, config)
+        view = await transaction_view(tx_id)
         if view is None or not view["gate_pass_number"]:
             return kiosk.page(
                 request, "error.html", status_code=404,
@@ -477,7 +488,7 @@ def create_app(
             count("gated_kiosk_actions_total", action=action, result="refused")
             _LOGGER.info("kiosk: %s: %s on transaction %s refused: %s",
                          user.username, action, tx_id, exc)
-            return transaction_page(
+            return await transaction_page(
                 request, tx_id, status_code=422, error=str(exc), action=action,
                 typed={k: str(v) for k, v in form.items() if k != "csrf_token"},
             )
