@@ -52,11 +52,11 @@ def test_run_stops_on_sigterm(tmp_path: Path) -> None:
                 break
         else:
             pytest.fail("daemon did not start: " + "".join(lines))
-        sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=10)
+        # a hang check, not a stopwatch: the 5 s stop deadline itself is tested below with a
+        # service that will not stop; here the machine may be loaded by other tests
+        code = process.wait(timeout=30)
         assert code == 0, "".join(lines) + process.stdout.read()
-        assert time.monotonic() - sent < 5.0 + 1.0
     finally:
         if process.poll() is None:
             process.kill()
@@ -122,3 +122,32 @@ def test_the_daemon_process_does_not_load_opencv() -> None:
     answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip() == "[]"
+
+
+async def test_a_service_that_will_not_stop_does_not_hold_up_the_stop(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("gated.supervisor.STOP_DEADLINE_S", 0.2)
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            try:
+                await released.wait()
+            except asyncio.CancelledError:
+                pass  # a badly written driver that swallows the cancel
+
+    async def lane() -> None:
+        await asyncio.Event().wait()
+
+    supervisor = Supervisor([Service("stubborn", stubborn), Service("lane-1", lane)])
+    task = asyncio.create_task(supervisor.run(install_signal_handlers=False), name="sup")
+    await asyncio.sleep(0.05)
+    supervisor.stop()
+    try:
+        done, _ = await asyncio.wait({task}, timeout=5.0)
+        assert done, "the supervisor waited past its deadline"
+        assert "stubborn did not stop" in caplog.text
+    finally:
+        released.set()
+        await asyncio.sleep(0.01)
