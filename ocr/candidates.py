@@ -240,7 +240,7 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
             tail = _next_index(table, chain[-1], direction, loose=True)
             if tail is not None and tail not in chain:
                 groups.append(Group(tuple(blobs[j] for j in [*chain, tail]), direction))
-    return groups + _bridged(blobs, chains, direction)
+    return groups + _bridged(blobs, chains, direction) + _filled_in(blobs, chains, direction)
 
 
 # A character lost from a chain (hidden by a rod or a bar, broken by wear or glare) leaves
@@ -290,6 +290,23 @@ def _bridged(blobs: list[Blob], chains: list[list[int]], direction: str) -> list
                 if sign == -1 and len(chains[partner]) >= 3:
                     continue  # found already from the partner's side
                 out.append(_join(blobs, before, after, direction))
+    return out
+
+
+def _filled_in(blobs: list[Blob], chains: list[list[int]], direction: str) -> list[Group]:
+    """Along a line, linking reaches over a lost character: a step of about two inside a
+    chain gets a blob filled in, as an extra group for each such step."""
+    out = []
+    for chain in chains:
+        if len(chain) + 1 < MIN_BRIDGED[direction] or len(chain) < 4:
+            continue
+        along = [blobs[j].cx if direction == "h" else blobs[j].cy for j in chain]
+        steps = np.diff(along)
+        step = float(np.median(steps))
+        if step <= 0:
+            continue
+        for k in np.flatnonzero(np.abs(steps - 2 * step) <= BRIDGE_TOLERANCE * step):
+            out.append(_join(blobs, chain[: k + 1], chain[k + 1 :], direction))
     return out
 
 

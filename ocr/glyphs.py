@@ -148,14 +148,39 @@ def _unbox(binary: np.ndarray, pad: int) -> np.ndarray | None:
 
 
 def render(
-    gray: np.ndarray, blobs: tuple[Blob, ...], bold: bool = False
+    gray: np.ndarray, blobs: tuple[Blob, ...], bold: bool = False, stretch: float = 1.0
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Paste the characters side by side on a white line; return it and each slot's x range."""
-    return paste([glyph_image(gray, b, bold) for b in blobs])
+    return paste([glyph_image(gray, b, bold) for b in blobs], stretch)
 
 
-def paste(glyphs: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Glyph images side by side on a white line, and each slot's x range."""
+# Container stencils' digits are about this wide for their height; see `stretch_of`.
+DIGIT_ASPECT = 0.6
+# Corrections smaller than this (either way) are left alone; larger ones are capped.
+MIN_STRETCH, MAX_STRETCH = 0.87, 1.15
+STRETCH_LIMITS = (0.6, 1.7)
+
+
+def stretch_of(serial: tuple[Blob, ...]) -> float:
+    """The horizontal scale that gives the serial's digits their usual width: a view from
+    the side narrows or widens every character of a code alike, and the engine reads
+    characters of their usual proportions best. 1.0 when the digits look usual already."""
+    if not serial:
+        return 1.0
+    aspect = float(np.median([b.w / b.h for b in serial]))
+    factor = DIGIT_ASPECT / max(aspect, 0.05)
+    if MIN_STRETCH <= factor <= MAX_STRETCH:
+        return 1.0
+    return float(np.clip(factor, *STRETCH_LIMITS))
+
+
+def paste(
+    glyphs: list[np.ndarray], stretch: float = 1.0
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Glyph images side by side on a white line, and each slot's x range; each glyph's
+    width is scaled by `stretch` (its slot's minimum width kept)."""
+    if stretch != 1.0:
+        glyphs = [_stretched(g, stretch) for g in glyphs]
     width = 2 * BORDER + sum(g.shape[1] for g in glyphs) + SLOT_GAP * (len(glyphs) - 1)
     line = np.full((SLOT_HEIGHT + 2 * BORDER, width), 255, np.uint8)
     slots = []
@@ -165,3 +190,19 @@ def paste(glyphs: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
         slots.append((x, x + glyph.shape[1]))
         x += glyph.shape[1] + SLOT_GAP
     return line, slots
+
+
+def _stretched(glyph: np.ndarray, factor: float) -> np.ndarray:
+    ink = np.nonzero((glyph == 0).any(axis=0))[0]
+    if ink.size == 0:
+        return glyph
+    core = glyph[:, ink.min() : ink.max() + 1]
+    width = max(2, round(core.shape[1] * factor))
+    resized = cv2.resize(core, (width, glyph.shape[0]), interpolation=cv2.INTER_AREA)
+    _thr, resized = cv2.threshold(resized, 127, 255, cv2.THRESH_BINARY)
+    margin = max(2, round(0.08 * glyph.shape[0]))
+    min_width = round(MIN_SLOT_WIDTH * SLOT_HEIGHT)
+    left = max(margin, (min_width - width) // 2)
+    right = max(margin, min_width - width - left)
+    return cv2.copyMakeBorder(resized, 0, 0, left, right, cv2.BORDER_CONSTANT, value=255)
+

@@ -18,7 +18,7 @@ from gated.domain import ContainerRead
 from ocr.candidates import find_groups
 from ocr.engine import Engine, default_engine
 from ocr.imageio import ImageError, ImageInput, describe, load_gray
-from ocr.layouts import assemble, region
+from ocr.layouts import Candidate, assemble, region
 from ocr.recognise import CodeRead, choose, find_size_type, read_candidate, verify
 
 _LOGGER = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ def _read_gray(
     best = None
     for search_height in SEARCH_HEIGHTS:
         lines, columns = find_groups(gray, search_height)
-        candidates = assemble(lines, columns)[:MAX_CANDIDATES]
-        reads.extend(r for r in (read_candidate(gray, c, engine) for c in candidates) if r)
+        reads.extend(_read_candidates(gray, assemble(lines, columns), engine))
         best = choose(reads)
         if best is not None and best.confidence >= max(min_confidence, DEFAULT_MIN_CONFIDENCE):
             break
@@ -108,3 +107,39 @@ def _read_gray(
         "accepted" if accepted else "refused",
     )
     return _result(name, camera, started, best=best, size_type=size_type, accepted=accepted)
+
+
+def _read_candidates(
+    gray: np.ndarray, candidates: list[Candidate], engine: Engine
+) -> list[CodeRead]:
+    """Read up to MAX_CANDIDATES candidates. One whose owner code the engine could not place
+    marks its place as no code: candidates of the same layout mostly over it (the same
+    rod's texture found by another threshold) are passed over without reading."""
+    reads: list[CodeRead] = []
+    unplaced: list[Candidate] = []
+    attempts = 0
+    for candidate in candidates:
+        if attempts == MAX_CANDIDATES:
+            break
+        if any(_same_place(candidate, other) for other in unplaced):
+            continue
+        attempts += 1
+        read = read_candidate(gray, candidate, engine, unplaced)
+        if read is not None:
+            reads.append(read)
+    return reads
+
+
+# Candidates whose boxes overlap by this much of the smaller one are at the same place.
+SAME_PLACE = 0.5
+
+
+def _same_place(a: Candidate, b: Candidate) -> bool:
+    if a.layout != b.layout:
+        return False
+    ax, ay, aw, ah = region(a.blobs)
+    bx, by, bw, bh = region(b.blobs)
+    w = min(ax + aw, bx + bw) - max(ax, bx)
+    h = min(ay + ah, by + bh) - max(ay, by)
+    return w > 0 and h > 0 and w * h >= SAME_PLACE * min(aw * ah, bw * bh)
+

@@ -16,7 +16,7 @@ import numpy as np
 from ocr import iso6346
 from ocr.candidates import Blob, Group
 from ocr.engine import DIGITS, LETTERS, Engine, Glyph
-from ocr.glyphs import SLOT_GAP, glyph_image, paste, render, unboxed_glyph_image
+from ocr.glyphs import SLOT_GAP, glyph_image, paste, render, stretch_of, unboxed_glyph_image
 from ocr.layouts import Candidate, region
 
 # Scoring: a check-digit repair or a disagreement with the free read costs confidence.
@@ -53,6 +53,7 @@ class CodeRead:
     number: str
     confidence: float
     candidate: Candidate
+    stretch: float = 1.0  # the horizontal scale its characters were read at
 
 
 def _assign(
@@ -76,10 +77,11 @@ def _read_part(
     whitelist: str,
     bold: bool = False,
     max_missing: int | None = None,
+    stretch: float = 1.0,
 ) -> list[Glyph | None]:
     """Read the blobs as one line; a character the line read did not place is read on its
     own, unless more than `max_missing` are missing (then the line is given up as it is)."""
-    line, slots = render(gray, blobs, bold)
+    line, slots = render(gray, blobs, bold, stretch)
     assigned = _assign(engine.read_line(line, whitelist), slots)
     if sum(g is None for g in assigned) > 1:
         # the engine sometimes gives up on a clean line at one size and reads it at another
@@ -90,7 +92,7 @@ def _read_part(
         return assigned
     for index, glyph in enumerate(assigned):
         if glyph is None:  # read that one character on its own
-            single, single_slots = render(gray, (blobs[index],), bold)
+            single, single_slots = render(gray, (blobs[index],), bold, stretch)
             assigned[index] = _assign(engine.read_line(single, whitelist), single_slots)[0]
     return assigned
 
@@ -103,16 +105,16 @@ MIN_OWNER_PLACED = 3
 
 def _two_opinions(
     gray: np.ndarray, blobs: tuple[Blob, ...], engine: Engine, whitelist: str,
-    max_missing: int | None = None,
+    max_missing: int | None = None, stretch: float = 1.0,
 ) -> list[Glyph | None]:
     """Read the characters as binarised by Otsu and again with bolder strokes. Where the two
     readings differ, the more confident one leads and the other becomes its alternative, so
     that the check digit can arbitrate. With `max_missing`, a plain read that misses more
     characters than that is returned as it is, without the second opinion."""
-    plain = _read_part(gray, blobs, engine, whitelist, max_missing=max_missing)
+    plain = _read_part(gray, blobs, engine, whitelist, max_missing=max_missing, stretch=stretch)
     if max_missing is not None and sum(g is None for g in plain) > max_missing:
         return plain
-    bold = _read_part(gray, blobs, engine, whitelist, bold=True)
+    bold = _read_part(gray, blobs, engine, whitelist, bold=True, stretch=stretch)
     return [_merge(a, b) for a, b in zip(plain, bold, strict=True)]
 
 
@@ -129,7 +131,8 @@ def _merge(a: Glyph | None, b: Glyph | None) -> Glyph | None:
 
 
 def _with_unboxed_check_digit(
-    gray: np.ndarray, blobs: tuple[Blob, ...], check: Glyph | None, engine: Engine
+    gray: np.ndarray, blobs: tuple[Blob, ...], check: Glyph | None, engine: Engine,
+    stretch: float = 1.0,
 ) -> Glyph | None:
     """When the check digit sits in a box, read the serial again with the digit cut out of
     the box; the two readings of the check digit merge like two opinions (the check digit
@@ -137,19 +140,60 @@ def _with_unboxed_check_digit(
     unboxed = unboxed_glyph_image(gray, blobs[-1])
     if unboxed is None:
         return check
-    line, slots = paste([glyph_image(gray, b) for b in blobs[:-1]] + [unboxed])
+    line, slots = paste([glyph_image(gray, b) for b in blobs[:-1]] + [unboxed], stretch)
     return _merge(check, _assign(engine.read_line(line, DIGITS), slots)[-1])
 
 
-def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> CodeRead | None:
-    """Read one 11-blob candidate; None unless it yields exactly one valid number."""
+def read_candidate(
+    gray: np.ndarray,
+    candidate: Candidate,
+    engine: Engine,
+    unplaced: list[Candidate] | None = None,
+) -> CodeRead | None:
+    """Read one 11-blob candidate; None unless it yields exactly one valid number. Characters
+    narrowed or widened by the view (see `glyphs.stretch_of`) are read as they are first, and
+    in their usual proportions when that gives no confident number; two different numbers
+    from the two readings give none. A candidate whose owner code the engine cannot place
+    either way is appended to `unplaced`."""
+    if not all(_inked(gray, candidate.blobs, i) for i, b in enumerate(candidate.blobs) if b.filled):
+        return None
+    misses: list[Candidate] = []
+    read = _read_stretched(gray, candidate, engine, 1.0, misses)
+    stretch = stretch_of(candidate.blobs[4:10])
+    if stretch != 1.0 and (read is None or read.confidence < STRETCH_RETRY_BELOW):
+        other = _read_stretched(gray, candidate, engine, stretch, misses)
+        if read is not None and other is not None and other.number != read.number:
+            return None
+        if other is not None and (read is None or other.confidence > read.confidence):
+            read = other
+    if unplaced is not None and len(misses) == (2 if stretch != 1.0 else 1):
+        unplaced.append(candidate)
+    return read
+
+
+# Below this confidence, a candidate's characters are read again in their usual proportions.
+STRETCH_RETRY_BELOW = 0.6
+
+
+def _read_stretched(
+    gray: np.ndarray,
+    candidate: Candidate,
+    engine: Engine,
+    stretch: float,
+    unplaced: list[Candidate],
+) -> CodeRead | None:
     owner = _two_opinions(
-        gray, candidate.blobs[:4], engine, LETTERS, max_missing=4 - MIN_OWNER_PLACED
+        gray, candidate.blobs[:4], engine, LETTERS, max_missing=4 - MIN_OWNER_PLACED,
+        stretch=stretch,
     )
+    if sum(g is None for g in owner) > 4 - MIN_OWNER_PLACED:
+        unplaced.append(candidate)
     if any(g is None for g in owner):
         return None
-    serial = _two_opinions(gray, candidate.blobs[4:], engine, DIGITS)
-    serial[-1] = _with_unboxed_check_digit(gray, candidate.blobs[4:], serial[-1], engine)
+    serial = _two_opinions(gray, candidate.blobs[4:], engine, DIGITS, stretch=stretch)
+    serial[-1] = _with_unboxed_check_digit(
+        gray, candidate.blobs[4:], serial[-1], engine, stretch
+    )
     if any(g is None for g in serial):
         return None
     decided = decide_number([g for g in owner + serial if g is not None])
@@ -160,10 +204,38 @@ def read_candidate(gray: np.ndarray, candidate: Candidate, engine: Engine) -> Co
         confidence *= RARE_CATEGORY_PRIOR
     if any(b.filled for b in candidate.blobs):
         confidence *= FILLED_PENALTY
-    free = _free_read(gray, candidate, engine)
+    free = _free_read(gray, candidate, engine, stretch)
     if free is not None and free[:10] != number[:10]:
         confidence *= DISAGREEMENT_PENALTY
-    return CodeRead(number, confidence, candidate)
+    return CodeRead(number, confidence, candidate, stretch)
+
+
+# A filled-in blob must hold at least this share of the ink its neighbours hold (at their
+# threshold): a character partly hidden still shows most of its strokes, a space does not.
+MIN_FILLED_INK = 0.5
+
+
+def _inked(gray: np.ndarray, blobs: tuple[Blob, ...], index: int) -> bool:
+    """Whether the filled-in blob at `index` holds ink like its found neighbours."""
+    neighbours = [b for b in blobs[max(0, index - 2) : index + 3] if not b.filled]
+    shares, levels = [], []
+    for blob in neighbours:
+        crop = _crop(gray, blob)
+        level, _binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        levels.append(level)
+        shares.append(float(np.mean(crop > level)))
+    if not shares:
+        return False
+    crop = _crop(gray, blobs[index])
+    share = float(np.mean(crop > float(np.median(levels)))) if crop.size else 0.0
+    return share >= MIN_FILLED_INK * float(np.median(shares))
+
+
+def _crop(gray: np.ndarray, blob: Blob) -> np.ndarray:
+    """The blob's pixels with ink bright (the polarity of bright paint on dark steel)."""
+    y0, x0 = max(0, blob.y), max(0, blob.x)
+    crop = gray[y0 : blob.bottom, x0 : blob.right]
+    return crop if blob.polarity == 1 else 255 - crop
 
 
 def _read_rescaled(
@@ -202,14 +274,15 @@ def verify(gray: np.ndarray, read: CodeRead, engine: Engine) -> CodeRead:
     weaker evidence. The second reading is noisier than the first, so it never confirms a
     number, it only casts doubt."""
     blobs = read.candidate.blobs
-    owner_line, owner_slots = render(gray, blobs[:4])
-    serial_line, serial_slots = render(gray, blobs[4:])
+    stretch = read.stretch
+    owner_line, owner_slots = render(gray, blobs[:4], stretch=stretch)
+    serial_line, serial_slots = render(gray, blobs[4:], stretch=stretch)
     seen = _second_look(owner_line, owner_slots, engine, LETTERS)
     seen += _second_look(serial_line, serial_slots, engine, DIGITS)
     spelled = ["".join(g.text if g is not None else "?" for g in seen)]
     unboxed = unboxed_glyph_image(gray, blobs[-1])
     if unboxed is not None:
-        line, slots = paste([glyph_image(gray, b) for b in blobs[4:-1]] + [unboxed])
+        line, slots = paste([glyph_image(gray, b) for b in blobs[4:-1]] + [unboxed], stretch)
         other = _read_rescaled(line, slots, engine, DIGITS)[-1]
         if other is not None:
             spelled.append(spelled[0][:-1] + other.text)
@@ -224,7 +297,7 @@ def verify(gray: np.ndarray, read: CodeRead, engine: Engine) -> CodeRead:
         confidence *= CONTRARY_PENALTY
     elif unconfirmed >= MANY_UNCONFIRMED:
         confidence *= VERIFY_PENALTY
-    return CodeRead(read.number, confidence, read.candidate)
+    return CodeRead(read.number, confidence, read.candidate, read.stretch)
 
 
 def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
@@ -262,11 +335,13 @@ def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
     return number, confidence * REPAIR_PENALTY
 
 
-def _free_read(gray: np.ndarray, candidate: Candidate, engine: Engine) -> str | None:
+def _free_read(
+    gray: np.ndarray, candidate: Candidate, engine: Engine, stretch: float = 1.0
+) -> str | None:
     """The candidate read without position whitelists, coerced by position afterwards: a check
     that the letters really look like letters and the digits like digits."""
-    owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS + DIGITS)
-    serial = _read_part(gray, candidate.blobs[4:10], engine, LETTERS + DIGITS)
+    owner = _read_part(gray, candidate.blobs[:4], engine, LETTERS + DIGITS, stretch=stretch)
+    serial = _read_part(gray, candidate.blobs[4:10], engine, LETTERS + DIGITS, stretch=stretch)
     if any(g is None for g in owner + serial):
         return None
     return iso6346.coerce_positions(
@@ -289,7 +364,7 @@ def choose(reads: list[CodeRead]) -> CodeRead | None:
         confidence *= max(0.0, 1.0 - rivals[0].confidence)
     elif support > 1:
         confidence = 1.0 - (1.0 - confidence) * 0.5
-    return CodeRead(best.number, confidence, best.candidate)
+    return CodeRead(best.number, confidence, best.candidate, best.stretch)
 
 
 def _overlap(a: CodeRead, b: CodeRead) -> bool:

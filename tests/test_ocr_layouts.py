@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ocr.candidates import Blob, Group, _chains
+from ocr.glyphs import stretch_of
 from ocr.layouts import Candidate, assemble, pitch_ratio
 from ocr.recognise import CodeRead, choose
 
@@ -92,3 +93,19 @@ def test_runs_not_two_steps_apart_are_not_joined() -> None:
     ys = [100 + 50 * i for i in range(5)] + [100 + 50 * i + 30 for i in range(6, 12)]
     groups = _chains([Blob(500, y, 30, 40, 1) for y in ys], "v")
     assert not any(b.filled for g in groups for b in g.blobs)
+
+
+def test_a_step_of_two_inside_a_line_gets_a_filled_in_blob() -> None:
+    # linking along a line reaches over a lost character; a group with it filled in is added
+    xs = [100 + 30 * i for i in range(11)]
+    del xs[6]
+    groups = _chains(list(_row(xs)), "h")
+    filled = [b for g in groups for b in g.blobs if b.filled]
+    assert [(b.x, b.w) for b in filled] == [(280, 24)]
+
+
+def test_stretch_restores_usual_proportions_only_when_far_off() -> None:
+    narrow = tuple(Blob(0, 0, 20, 60, 1) for _ in range(6))  # a third of the height wide
+    usual = tuple(Blob(0, 0, 36, 60, 1) for _ in range(6))
+    assert stretch_of(narrow) > 1.5
+    assert stretch_of(usual) == 1.0
