@@ -110,6 +110,12 @@ def _blobs_of(
         & (fill >= 0.12) & ((fill <= 0.92) | narrow)
         & ~((w < 0.25 * h) & (fill < 0.5))  # thin and sparse: a crack or a rod
     )
+    # Two characters of a column that touch (a J's tail on the U below) make one blob too
+    # tall for a character: kept for joining chains (see `_double`).
+    keep |= (
+        (h * factor > MAX_CHAR_HEIGHT) & (h * factor <= 2.2 * MAX_CHAR_HEIGHT)
+        & (w >= 0.28 * h) & (w <= 0.6 * h) & (fill >= 0.12) & (fill <= 0.92)
+    )
     return [
         Blob(
             math.floor(x[i] * factor), math.floor(y[i] * factor),
@@ -290,7 +296,50 @@ def _bridged(blobs: list[Blob], chains: list[list[int]], direction: str) -> list
                 if sign == -1 and len(chains[partner]) >= 3:
                     continue  # found already from the partner's side
                 out.append(_join(blobs, before, after, direction))
+            # three steps on, with one blob two characters long between: two characters
+            # that touch (a J's tail on the U below it) are cut where the run's step says
+            size = float(np.median([blobs[j].h if direction == "v" else blobs[j].w for j in run]))
+            ok3 = (
+                (np.abs(distance - 3 * step) <= BRIDGE_TOLERANCE * step)
+                & (np.abs(centre[other, across] - centre[own, across])
+                   <= 0.5 * np.maximum(heights[other], heights[own]))
+                & (polarity[other] == polarity[own])
+                & (lengths >= max(1, short - 1))
+            )
+            ok3[index] = False
+            for partner in np.flatnonzero(ok3):
+                if sign == -1 and len(chains[partner]) >= 3:
+                    continue
+                before, after = (run, chains[partner]) if sign == 1 else (chains[partner], run)
+                pair = _double(blobs, blobs[before[-1]], blobs[after[0]], step, size, direction)
+                if pair is not None:
+                    out.append(_join(blobs, before, after, direction, pair))
     return out
+
+
+def _double(
+    blobs: list[Blob], last: Blob, first: Blob, step: float, size: float, direction: str
+) -> tuple[Blob, Blob] | None:
+    """Two characters cut out of one blob lying between `last` and `first` (three steps
+    apart) that is about two characters long, or None."""
+    middle = ((last.cx + first.cx) / 2, (last.cy + first.cy) / 2)
+    for blob in blobs:
+        length = blob.h if direction == "v" else blob.w
+        if blob.polarity != last.polarity or not 1.5 * size <= length <= 2.6 * size:
+            continue
+        if abs(blob.cx - middle[0]) + abs(blob.cy - middle[1]) > 0.4 * step:
+            continue
+        w = (last.w + first.w) / 2 if direction == "v" else size
+        h = (last.h + first.h) / 2 if direction == "h" else size
+        cut = []
+        for fraction in (1 / 3, 2 / 3):
+            cx = last.cx + fraction * (first.cx - last.cx)
+            cy = last.cy + fraction * (first.cy - last.cy)
+            cut.append(
+                Blob(round(cx - w / 2), round(cy - h / 2), round(w), round(h), blob.polarity, True)
+            )
+        return cut[0], cut[1]
+    return None
 
 
 def _filled_in(blobs: list[Blob], chains: list[list[int]], direction: str) -> list[Group]:
@@ -310,12 +359,21 @@ def _filled_in(blobs: list[Blob], chains: list[list[int]], direction: str) -> li
     return out
 
 
-def _join(blobs: list[Blob], before: list[int], after: list[int], direction: str) -> Group:
-    last, first = blobs[before[-1]], blobs[after[0]]
-    w, h = (last.w + first.w) / 2, (last.h + first.h) / 2
-    cx, cy = (last.cx + first.cx) / 2, (last.cy + first.cy) / 2
-    filled = Blob(round(cx - w / 2), round(cy - h / 2), round(w), round(h), last.polarity, True)
-    return Group((*(blobs[j] for j in before), filled, *(blobs[j] for j in after)), direction)
+def _join(
+    blobs: list[Blob],
+    before: list[int],
+    after: list[int],
+    direction: str,
+    between: tuple[Blob, ...] | None = None,
+) -> Group:
+    """The two chains as one group, through `between` or one blob filled in midway."""
+    if between is None:
+        last, first = blobs[before[-1]], blobs[after[0]]
+        w, h = (last.w + first.w) / 2, (last.h + first.h) / 2
+        cx, cy = (last.cx + first.cx) / 2, (last.cy + first.cy) / 2
+        x, y = round(cx - w / 2), round(cy - h / 2)
+        between = (Blob(x, y, round(w), round(h), last.polarity, True),)
+    return Group((*(blobs[j] for j in before), *between, *(blobs[j] for j in after)), direction)
 
 
 def find_groups(

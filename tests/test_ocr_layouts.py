@@ -109,3 +109,15 @@ def test_stretch_restores_usual_proportions_only_when_far_off() -> None:
     usual = tuple(Blob(0, 0, 36, 60, 1) for _ in range(6))
     assert stretch_of(narrow) > 1.5
     assert stretch_of(usual) == 1.0
+
+
+def test_two_touching_characters_in_a_column_are_cut_where_the_step_says() -> None:
+    # W, Y above; J and U touching as one blob twice a character tall; serial below
+    ys = [100 + 50 * i for i in range(12)]
+    seen = [Blob(500, y, 30, 40, 1) for index, y in enumerate(ys) if index not in (2, 3)]
+    double = Blob(500, ys[2], 30, 90, 1)
+    groups = _chains([*seen, double], "v")
+    joined = [g for g in groups if sum(b.filled for b in g.blobs) == 2]
+    assert len(joined) == 1
+    cut = [b for b in joined[0].blobs if b.filled]
+    assert [(b.y, b.h) for b in cut] == [(ys[2], 40), (ys[3], 40)]
