@@ -204,10 +204,32 @@ def _read_stretched(
         confidence *= RARE_CATEGORY_PRIOR
     if any(b.filled for b in candidate.blobs):
         confidence *= FILLED_PENALTY
+    confidence *= FRAGMENT_PENALTY ** len(fragments(candidate.blobs, number))
     free = _free_read(gray, candidate, engine, stretch)
     if free is not None and free[:10] != number[:10]:
         confidence *= DISAGREEMENT_PENALTY
     return CodeRead(number, confidence, candidate, stretch)
+
+
+# A character that is not narrow by nature, in a box less than FRAGMENT_WIDTH of the median
+# width of the other such characters of its part (owner code, serial), is probably a part of
+# it: the rest hidden by a rod or a bar, and read as another character (a D's left half as
+# an L). Each costs FRAGMENT_PENALTY.
+NARROW_CHARACTERS = frozenset("IJ1")
+FRAGMENT_WIDTH = 0.65
+FRAGMENT_PENALTY = 0.5
+
+
+def fragments(blobs: tuple[Blob, ...], number: str) -> list[int]:
+    """Positions of characters whose boxes are too narrow for what they were read as."""
+    found: list[int] = []
+    for part in (range(0, 4), range(4, 10)):
+        wide = [i for i in part if number[i] not in NARROW_CHARACTERS and not blobs[i].filled]
+        if len(wide) < 3:
+            continue
+        median = float(np.median([blobs[i].w / blobs[i].h for i in wide]))
+        found.extend(i for i in wide if blobs[i].w / blobs[i].h < FRAGMENT_WIDTH * median)
+    return found
 
 
 # A filled-in blob must hold at least this share of the ink its neighbours hold (at their

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ocr.candidates import Blob, Group, _chains
 from ocr.glyphs import stretch_of
 from ocr.layouts import Candidate, assemble, pitch_ratio
-from ocr.recognise import CodeRead, choose
+from ocr.recognise import CodeRead, choose, fragments
 
 
 def _row(xs: list[int], y: int = 100, h: int = 40, w: int = 24) -> tuple[Blob, ...]:
@@ -121,3 +121,10 @@ def test_two_touching_characters_in_a_column_are_cut_where_the_step_says() -> No
     assert len(joined) == 1
     cut = [b for b in joined[0].blobs if b.filled]
     assert [(b.y, b.h) for b in cut] == [(ys[2], 40), (ys[3], 40)]
+
+
+def test_a_character_in_a_box_too_narrow_for_it_is_a_fragment() -> None:
+    widths = [30, 30, 14, 30, 30, 30, 30, 10, 30, 30, 30]  # L from a D's left half; a 1
+    blobs = tuple(Blob(100 + 40 * i, 100, w, 40, 1) for i, w in enumerate(widths))
+    assert fragments(blobs, "XOLU2221800") == [2]
+    assert fragments(blobs, "XOIU2221800") == []
