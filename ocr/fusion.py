@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from gated.domain import ContainerRead, FusedContainer
-from ocr.engine import Engine
-from ocr.imageio import ImageInput
 from ocr.iso6346 import is_valid_container_number
-from ocr.reader import DEFAULT_MIN_CONFIDENCE, read_image
+
+if TYPE_CHECKING:
+    from ocr.engine import Engine
+    from ocr.imageio import ImageInput
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,12 +147,18 @@ def read_visit(
     images: Sequence[ImageInput],
     cameras: Sequence[str | None] | None = None,
     engine: Engine | None = None,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: float | None = None,
     lane: str | None = None,
 ) -> VisitRead:
     """Read every image of one truck and fuse them. Reads too doubtful to stand alone still
     vote when at least HYPOTHESIS_FLOOR: two cameras agreeing on the same valid number by
-    chance is far less likely than either being right."""
+    chance is far less likely than either being right. `min_confidence` defaults to the
+    reader's DEFAULT_MIN_CONFIDENCE."""
+    # imported here: fusion alone runs in the daemon's process, which must not load OpenCV
+    from ocr.reader import DEFAULT_MIN_CONFIDENCE, read_image
+
+    if min_confidence is None:
+        min_confidence = DEFAULT_MIN_CONFIDENCE
     cameras = list(cameras) if cameras is not None else [None] * len(images)
     raw = [
         read_image(image, camera=camera, engine=engine, min_confidence=0.0)

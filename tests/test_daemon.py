@@ -116,12 +116,27 @@ def test_the_daemon_process_does_not_load_opencv() -> None:
     """OpenCV costs 40 MB a process; the daemon leaves it to the OCR workers (and to sites
     with video-stream cameras), so its modules must not import it."""
     probe = (
-        "import sys, gated.daemon, gated.cameras, gated.kiosk, gated.ocr_service; "
-        "print(sorted(m for m in ('cv2', 'numpy', 'ocr') if m in sys.modules))"
+        "import sys, gated.cli, gated.daemon, gated.cameras, gated.kiosk, gated.ocr_service; "
+        "from gated.domain import ContainerRead; "
+        "from gated.ocr_service import OcrService; "
+        "read = ContainerRead(image='a.jpg', camera='AH', container_number='MSCU1234566', "
+        "size_type='22G1', confidence=0.9); "
+        "fused = OcrService.fuse(None, [read, read]); "  # the lane fuses in the daemon
+        "assert fused and fused[0].container_number == 'MSCU1234566', fused; "
+        "print(sorted(m for m in ('cv2', 'numpy', 'PIL.ImageOps') if m in sys.modules))"
     )
     answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip() == "[]"
+
+
+def test_the_ocr_package_names_every_export() -> None:
+    import ocr
+
+    for name in ocr.__all__:
+        assert getattr(ocr, name) is not None
+    with pytest.raises(AttributeError):
+        ocr.no_such_thing  # noqa: B018
 
 
 async def test_a_service_that_will_not_stop_does_not_hold_up_the_stop(

@@ -8,8 +8,6 @@ from dataclasses import asdict
 from typing import Any
 
 from gated.config import ConfigError, load_config
-from ocr import EngineUnavailable, make_engine, read_image, read_visit
-from ocr.reader import DEFAULT_MIN_CONFIDENCE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: `gated run` registers this command too, and must not load OpenCV
+    from ocr import EngineUnavailable, make_engine, read_image, read_visit
+    from ocr.reader import DEFAULT_MIN_CONFIDENCE
+
     min_confidence = DEFAULT_MIN_CONFIDENCE
     engine_name = "tesseract"
     if args.config:
