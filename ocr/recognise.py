@@ -204,6 +204,15 @@ def _read_stretched(
         confidence *= RARE_CATEGORY_PRIOR
     if any(b.filled for b in candidate.blobs):
         confidence *= FILLED_PENALTY
+        # a character not seen whole must be read without a strong runner-up: the check
+        # digit cannot tell some letters apart (values 11 apart: B/L/V, A/K/U, ...)
+        glyphs = owner + serial
+        if any(
+            blob.filled and glyph is not None
+            and any(c >= STRONG_ALTERNATIVE for _a, c in glyph.alternatives)
+            for blob, glyph in zip(candidate.blobs, glyphs, strict=True)
+        ):
+            confidence *= AMBIGUOUS_PENALTY
     confidence *= FRAGMENT_PENALTY ** len(fragments(candidate.blobs, number))
     free = _free_read(gray, candidate, engine, stretch)
     if free is not None and free[:10] != number[:10]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ocr.candidates import Blob, Group, _chains
+from ocr.engine import Glyph
 from ocr.glyphs import stretch_of
 from ocr.layouts import Candidate, assemble, pitch_ratio
-from ocr.recognise import CodeRead, choose, fragments
+from ocr.recognise import CodeRead, choose, fragments, read_candidate
 
 
 def _row(xs: list[int], y: int = 100, h: int = 40, w: int = 24) -> tuple[Blob, ...]:
@@ -128,3 +131,37 @@ def test_a_character_in_a_box_too_narrow_for_it_is_a_fragment() -> None:
     blobs = tuple(Blob(100 + 40 * i, 100, w, 40, 1) for i, w in enumerate(widths))
     assert fragments(blobs, "XOLU2221800") == [2]
     assert fragments(blobs, "XOIU2221800") == []
+
+
+class _ScriptedEngine:
+    """Reads any line of solid boxes as the owner code or serial of CSQU3054383, with a
+    runner-up of `doubt` for the third letter."""
+
+    name = "scripted"
+
+    def __init__(self, doubt: float) -> None:
+        self.doubt = doubt
+
+    def read_line(self, image: np.ndarray, whitelist: str) -> list[Glyph]:
+        ink = (image < 128).any(axis=0)
+        edges = np.flatnonzero(np.diff(ink.astype(np.int8)))
+        runs = list(zip(edges[0::2] + 1, edges[1::2] + 1, strict=True))
+        text = {4: "CSQU", 6: "305438", 7: "3054383"}.get(len(runs), "")
+        glyphs = []
+        for index, ((x0, x1), char) in enumerate(zip(runs, text, strict=False)):
+            alternatives = (("O", self.doubt),) if char == "Q" and index == 2 else ()
+            glyphs.append(Glyph(char, 0.99, int(x0), int(x1), alternatives))
+        return glyphs
+
+
+def test_a_filled_in_character_with_a_strong_runner_up_makes_the_read_doubtful() -> None:
+    gray = np.full((200, 1000), 255, np.uint8)
+    blobs = []
+    for index, x in enumerate(_even_line(start=60, pitch=60)):
+        gray[80:120, x : x + 30] = 0
+        blobs.append(Blob(x, 80, 30, 40, 0, filled=index == 2))
+    candidate = Candidate(tuple(blobs), "horizontal")
+    sure = read_candidate(gray, candidate, _ScriptedEngine(doubt=0.2))
+    doubtful = read_candidate(gray, candidate, _ScriptedEngine(doubt=0.8))
+    assert sure is not None and sure.number == "CSQU3054383" and sure.confidence > 0.6
+    assert doubtful is not None and doubtful.confidence < 0.3
