@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +16,7 @@ from gated.domain import CredentialCheck, DeviceHealth, utcnow
 from gated.health import HealthBoard
 from gated.lane import LaneDevices, LaneRunner, SafetyRefusal
 from gated.metrics import Metrics
+from gated.ocr_pool import RenewingProcessPool
 from gated.ocr_service import OcrService, start_ocr_worker
 from gated.ports import PlcInputs
 from gated.supervisor import Service, Supervisor
@@ -93,14 +91,7 @@ class Daemon:
         self.health = HealthBoard()
         self.metrics = Metrics()
         self.health.subscribe(self._count_health)
-        # spawned, not forked: the daemon has threads (sllurp, paho) a fork would copy badly
-        self.ocr_executor = ProcessPoolExecutor(
-            max_workers=OCR_WORKERS,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=start_ocr_worker,
-        )
-        for _ in range(OCR_WORKERS):
-            self.ocr_executor.submit(int)  # start the workers now, not on the first truck
+        self.ocr_executor = RenewingProcessPool(OCR_WORKERS, initializer=start_ocr_worker)
         self.lanes: dict[str, LaneRunner] = {}
         self.services: list[Service] = []
         self._closers: list[Any] = []
@@ -275,19 +266,5 @@ class Daemon:
         self.supervisor.stop()
 
     def close(self) -> None:
-        self._stop_ocr_workers()
+        self.ocr_executor.stop(deadline_s=1.0)
         self.engine.dispose()
-
-    def _stop_ocr_workers(self, deadline_s: float = 1.0) -> None:
-        """Stop the OCR workers within the stop deadline: a read in progress is abandoned (its
-        transaction is recovered as interrupted at the next start)."""
-        # the executor's process table is private, but waiting for a running read (or a
-        # warm-up still importing OpenCV) could take longer than the daemon may take to stop
-        processes = list(getattr(self.ocr_executor, "_processes", {}).values())
-        self.ocr_executor.shutdown(wait=False, cancel_futures=True)
-        ends = time.monotonic() + deadline_s
-        for process in processes:
-            process.join(max(0.0, ends - time.monotonic()))
-            if process.is_alive():
-                process.terminate()
-                process.join(1.0)

@@ -169,11 +169,7 @@ class LaneRunner:
         if self.ocr is None:
             raise RuntimeError(f"lane {self.lane}: no OCR configured")
         ocr = self.ocr
-        loop = asyncio.get_running_loop()
-        jobs = [
-            loop.run_in_executor(self._ocr_executor, ocr.read, read.image_path, read.camera)
-            for read in tx.reads
-        ]
+        jobs = [self._read_image(ocr, read.image_path, read.camera) for read in tx.reads]
         reads = list(await asyncio.gather(*jobs))
         fused = ocr.fuse(reads)
         reads = self._shown(reads)
@@ -181,6 +177,24 @@ class LaneRunner:
         visit = self.visit
         if visit is not None and visit.tx_id == tx_id:
             visit.reads, visit.fused = reads, fused
+
+    async def _read_image(self, ocr: OcrPort, path: str, camera: str | None) -> ContainerRead:
+        """One picture read in the OCR workers; a failure of the workers themselves becomes
+        that picture's error, so the visit is decided (the clerk sees why) instead of waiting
+        for its identify timeout."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._ocr_executor, ocr.read, path, camera)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _LOGGER.error("lane %s: OCR of %s (camera %s) failed: %s: %s",
+                          self.lane, path, camera, type(exc).__name__, exc)
+            self.metrics.inc("gated_ocr_failures_total", lane=self.lane)
+            return ContainerRead(
+                image=path, camera=camera, container_number=None, size_type=None,
+                confidence=0.0, error=f"OCR failed: {type(exc).__name__}: {exc}"[:500],
+            )
 
     def _shown(self, reads: list[ContainerRead]) -> list[ContainerRead]:
         """Per image, a number is kept only at the site's threshold; a doubtful one has voted
@@ -476,12 +490,10 @@ class LaneRunner:
             # decision latency
             captured_mono = self._monotonic()
             captured = sum(1 for i in images if i.path)
-            loop = asyncio.get_running_loop()
             if self.ocr is not None:
                 ocr = self.ocr
                 jobs = [
-                    loop.run_in_executor(self._ocr_executor, ocr.read, image.path, image.camera)
-                    for image in images
+                    self._read_image(ocr, image.path, image.camera) for image in images
                     if image.path
                 ]
                 started = self._monotonic()

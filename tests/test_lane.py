@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from gated import models
-from gated.domain import Decision, RadiationScan, Reason, TagRead, TransactionState
+from gated.domain import (
+    ContainerRead,
+    Decision,
+    RadiationScan,
+    Reason,
+    TagRead,
+    TransactionState,
+)
 from gated.lane import LaneDevices, LaneRunner, SafetyRefusal
 from gated.ports import PlcInputs
 from gated.transactions import TransactionStore
@@ -295,3 +303,33 @@ async def test_a_truck_not_seen_leaving_frees_the_lane(tmp_path: Path) -> None:
         gate.engine.dispose()
     (tx,) = gate.transactions()
     assert tx.state == "closed" and "leave_timeout" in {r["code"] for r in tx.reasons}
+
+
+class CrashingOcr(KnownReads):
+    """The OCR workers themselves fail (a worker killed twice on one picture)."""
+
+    def read(self, path: str, camera: str | None) -> ContainerRead:
+        raise BrokenProcessPool("a process in the process pool was terminated abruptly")
+
+
+async def test_a_failure_of_the_ocr_workers_is_decided_not_waited_out(tmp_path: Path) -> None:
+    gate = Gate(tmp_path, {})
+    store = TransactionStore(gate.sessions, "demo", "G1")
+    runner = LaneRunner(gate.config, gate.config.lanes[0], store, gate.devices, CrashingOcr({}))
+    task = await run_lane(runner)
+    try:
+        await drive_truck(runner, clean_scan())
+        assert runner.last_decision is Decision.TROUBLE
+        (tx,) = gate.transactions()
+        codes = {r["code"] for r in tx.reasons}
+        # decided on the failed reads, not as pictures still waiting for their OCR
+        assert "ocr_late" not in codes and codes & {"container_unknown", "container_unreadable"}
+        # each picture is kept with the workers' failure for the clerk, who can read it again
+        with gate.sessions() as session:
+            errors = session.scalars(select(models.ContainerReadRow.error)).all()
+        assert len(errors) == 2
+        assert all((e or "").startswith("OCR failed: BrokenProcessPool") for e in errors)
+        assert "open" not in gate.barrier.calls
+    finally:
+        await stop(task)
+        gate.engine.dispose()

@@ -1,0 +1,75 @@
+"""The OCR worker pool outlives a worker that dies: the reads caught in it are tried again on
+fresh workers, a picture that kills its worker twice gets an error, and the pool goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pytest
+
+from gated.ocr_pool import RenewingProcessPool
+
+
+def echo(value: str) -> str:
+    return value
+
+
+def slow_echo(value: str) -> str:
+    time.sleep(0.3)
+    return value
+
+
+def poison(_value: str) -> str:
+    os._exit(3)  # as a worker killed by a crash in Tesseract or by the OOM killer
+
+
+def dies_once(marker: str) -> str:
+    """Kills its worker the first time (a transient crash, the OOM killer), then works."""
+    flag = Path(marker)
+    if not flag.exists():
+        flag.write_text("died")
+        os._exit(3)
+    return "read"
+
+
+@pytest.fixture
+def pool() -> Iterator[RenewingProcessPool]:
+    pool = RenewingProcessPool(2)
+    yield pool
+    pool.stop(deadline_s=2.0)
+
+
+async def test_reads_caught_in_a_worker_death_are_read_again(
+    pool: RenewingProcessPool, tmp_path: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(pool, echo, "warm") == "warm"
+    others = [loop.run_in_executor(pool, slow_echo, f"truck-{i}") for i in range(3)]
+    crash = loop.run_in_executor(pool, dies_once, str(tmp_path / "died"))
+    assert await crash == "read"
+    assert await asyncio.gather(*others) == ["truck-0", "truck-1", "truck-2"]
+    assert pool.renewals == 1
+
+
+async def test_a_picture_that_kills_its_worker_twice_fails_and_the_pool_goes_on(
+    pool: RenewingProcessPool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    with pytest.raises(BrokenProcessPool):
+        await loop.run_in_executor(pool, poison, "bad picture")
+    assert pool.renewals == 2
+    later = await asyncio.gather(*(loop.run_in_executor(pool, echo, str(i)) for i in range(4)))
+    assert later == ["0", "1", "2", "3"]
+
+
+async def test_a_stopped_pool_refuses_work(pool: RenewingProcessPool) -> None:
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(pool, echo, "x") == "x"
+    pool.stop(deadline_s=2.0)
+    with pytest.raises(RuntimeError, match="stopped"):
+        pool.submit(echo, "y")
