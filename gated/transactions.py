@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gated import models
+from gated.credentials import record_check
 from gated.decision import AppointmentFact, HoldFact, TruckFact
 from gated.domain import (
     ContainerRead,
@@ -156,20 +157,9 @@ class TransactionStore:
             )
 
     def add_credential(self, tx_id: int | None, lane: str, check: CredentialCheck) -> None:
+        """Store a credential check with its `lanes/<lane>/credential` event."""
         with self._sessions.begin() as session:
-            session.add(
-                models.CredentialCheckRow(
-                    transaction_id=tx_id,
-                    lane=lane,
-                    fascn_hash=check.fascn_hash,
-                    credential_last4=check.credential_last4,
-                    valid=check.valid,
-                    reasons=reasons_json(check.reasons),
-                    biometric_status=check.biometric_status,
-                    biometric_score=check.biometric_score,
-                    checked_at=check.checked_at,
-                )
-            )
+            record_check(session, check, site=self._site, lane=lane, transaction_id=tx_id)
 
     def set_weight(self, tx_id: int, weight: WeightReading) -> None:
         with self._sessions.begin() as session:

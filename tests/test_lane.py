@@ -333,3 +333,18 @@ async def test_a_failure_of_the_ocr_workers_is_decided_not_waited_out(tmp_path: 
     finally:
         await stop(task)
         gate.engine.dispose()
+
+
+async def test_the_drivers_credential_check_is_published(tmp_path: Path) -> None:
+    gate = Gate(tmp_path, {"AH": NUMBER, "LF": NUMBER})
+    runner = gate.runner()
+    task = await run_lane(runner)
+    try:
+        await drive_truck(runner, clean_scan())
+        lane = gate.config.lanes[0].id
+        (event,) = gate.events(f"lanes/{lane}/credential")
+        validate(event, f"lanes/{lane}/credential")
+        assert event["kind"] == "credential_checked" and event["valid"] is True
+    finally:
+        await stop(task)
+        gate.engine.dispose()
