@@ -156,10 +156,13 @@ async def test_the_acl_keeps_the_tos_out_of_the_gate_topics(
             await await_until(lambda: bridge.ready, 20, "bridge connected over TLS")
             # a forged move from the TOS account is refused by the broker's ACL
             tos.client.publish("gated/demo/moves", b'{"forged": true}', qos=1)
+            # and so is a forged error reply: tos/errors is the gate's, though under tos/
+            tos.client.publish("gated/demo/tos/errors", b'{"forged": true}', qos=1)
             tos.send("holds", {"schema_version": 1, "action": "place",
                                "container_number": "CSQU3054383", "kind": "customs"})
             await await_until(lambda: bridge.counters.commands == 1, 10, "hold applied")
         assert all(topic != "moves" for topic, _payload, _retain in tos.raw)
+        assert all(b"forged" not in payload for _topic, payload, _retain in tos.raw)
     finally:
         tos.close()
         engine.dispose()
@@ -181,3 +184,17 @@ async def test_a_wrong_password_never_connects(tmp_path: Path, site_broker: Site
         assert bridge.counters.published == 0
     finally:
         engine.dispose()
+
+
+def test_the_acl_lets_the_tos_write_exactly_its_command_topics() -> None:
+    from tos_bridge.commands import COMMAND_TOPICS
+
+    acl = (Path(__file__).resolve().parent.parent / "config" / "mosquitto-site.acl").read_text()
+    user, writes = None, set()
+    for line in acl.splitlines():
+        words = line.split()
+        if words[:1] == ["user"]:
+            user = words[1]
+        elif user == "tos" and words[:2] in (["topic", "write"], ["topic", "readwrite"]):
+            writes.add(words[2])
+    assert writes == {f"gated/+/tos/{kind}" for kind in COMMAND_TOPICS}
