@@ -32,7 +32,8 @@ def build_parser(
     """A command with one subcommand per module of `package` (shared with `hwsim`)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
-        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)"
+        "--log-level", default="INFO", type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in modules:
@@ -45,7 +46,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
     """Parse, set up logging, run the chosen subcommand; its return value is the exit code."""
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     code = args.func(args)

@@ -6,6 +6,7 @@ document is out of date.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import types
 import typing
@@ -84,8 +85,13 @@ def render() -> str:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the document is stale"
+    )
+    args = parser.parse_args()
     text = render()
-    if "--check" in sys.argv:
+    if args.check:
         return 0 if OUT.exists() and OUT.read_text() == text else 1
     OUT.write_text(text)
     print(f"wrote {OUT}")

@@ -166,3 +166,18 @@ async def test_a_service_that_will_not_stop_does_not_hold_up_the_stop(
     finally:
         released.set()
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("command", "complaint"),
+    [
+        (["gated.cli", "--log-level", "NOPE", "check-config", "x.yaml"], "--log-level"),
+        (["hwsim.cli", "plc", "--port", "0"], "port 0 is not in 1-65535"),
+        (["hwsim.cli", "rpm", "--port", "five"], "not a port number"),
+    ],
+)
+def test_bad_command_line_values_are_refused(command: list[str], complaint: str) -> None:
+    answer = subprocess.run(
+        [sys.executable, "-m", *command], capture_output=True, text=True, timeout=60
+    )
+    assert answer.returncode == 2 and complaint in answer.stderr

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 
+from hwsim.commands import listen_port
 from hwsim.plc import SimulatedPlc
 
 _LOGGER = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "obeys the open/close coils and takes --travel seconds to move.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=5021, help="TCP port")
+    parser.add_argument("--port", type=listen_port, default=5021, help="TCP port")
     parser.add_argument("--travel", type=float, default=3.0, help="barrier travel time, s")
     parser.add_argument("--scan", type=float, default=0.05, help="PLC scan period, s")
     parser.add_argument("--safety-reverse", action="store_true",

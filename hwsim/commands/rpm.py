@@ -14,6 +14,7 @@ import logging
 import signal
 from pathlib import Path
 
+from hwsim.commands import listen_port
 from hwsim.rpm import SimulatedRpm
 from hwsim.rpm_ascii import SimulatedAsciiRpm
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--transport", choices=("modbus", "ascii"), default="modbus")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=5020, help="TCP port")
+    parser.add_argument("--port", type=listen_port, default=5020, help="TCP port")
     parser.add_argument(
         "--sample-period", type=float, default=0.2,
         help="real seconds per 200 ms monitor sample (smaller runs the monitor faster)",
