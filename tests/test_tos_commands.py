@@ -205,6 +205,15 @@ async def test_bad_commands_are_answered_counted_and_change_nothing(
             from tests.test_tos_helpers import validate
 
             validate(reply)
+        # each answer went through the outbox, so a broker outage or a restart cannot lose it
+        with sessions() as session:
+            queued = session.scalars(
+                select(models.OutboxEvent).where(models.OutboxEvent.topic == "tos/errors")
+            ).all()
+        assert sorted(json.loads(r.payload)["event_id"] for r in queued) == sorted(
+            r["event_id"] for r in replies
+        )
+        assert all(r.published_at is not None for r in queued)
     finally:
         tos.close()
         engine.dispose()

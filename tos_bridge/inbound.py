@@ -185,7 +185,22 @@ class CommandHandler:
             "error": exc.code,
             "detail": exc.detail[:1000],
         }
-        payload = outbox.envelope(site=self._config.site_id, lane=None, body=body)
-        sent = Sent("direct", 0, str(payload["event_id"]), f"tos/{ERRORS_TOPIC}")
-        self._publisher.publish(sent, json.dumps(payload, separators=(",", ":")))
+        # through the outbox, like every other event: the answer survives a broker outage and
+        # a restart between the acknowledgement of the command and its publication
+        try:
+            with self._sessions.begin() as session:
+                outbox.add_event(
+                    session, site=self._config.site_id, topic=f"tos/{ERRORS_TOPIC}", lane=None,
+                    body=body,
+                )
+        except SQLAlchemyError as exc:
+            # the database itself is what failed: answer straight away rather than not at all
+            _LOGGER.warning(
+                "site %s: command error not queued (%s); sent directly",
+                self._config.site_id,
+                exc.__class__.__name__,
+            )
+            payload = outbox.envelope(site=self._config.site_id, lane=None, body=body)
+            sent = Sent("direct", 0, str(payload["event_id"]), f"tos/{ERRORS_TOPIC}")
+            self._publisher.publish(sent, json.dumps(payload, separators=(",", ":")))
         self._acknowledge(item)
