@@ -38,6 +38,9 @@ T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "gated_kiosk"
+# kiosk database reads at once; asyncio's default executor, shared with the lanes, has
+# min(32, cores + 4) threads, and the database pool 15 connections
+DB_READERS = 2
 LOGIN_NONCE_COOKIE = "gated_kiosk_login"
 STATIC_FILES = ("kiosk.css", "kiosk.js", "favicon.svg")
 PUBLIC_PATHS = frozenset({"/login", *(f"/static/{name}" for name in STATIC_FILES)})
@@ -100,6 +103,7 @@ class Kiosk:
         )
         self.resolver = Resolver(config, session_factory, effects)
         self.stopping = asyncio.Event()
+        self._readers = asyncio.Semaphore(DB_READERS)
         self.flashes: dict[str, list[tuple[str, str]]] = {}
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -142,13 +146,15 @@ class Kiosk:
 
     async def read(self, work: Callable[[Session], T]) -> T:
         """Run a database read in a worker thread: the lanes share this event loop, and a
-        clerk's history search must not hold up a truck's decision."""
+        clerk's history search must not hold up a truck's decision. At most DB_READERS at
+        once, so that clerks cannot take every thread and connection the lanes also use."""
 
         def run() -> T:
             with self.sessions() as session:
                 return work(session)
 
-        return await asyncio.to_thread(run)
+        async with self._readers:
+            return await asyncio.to_thread(run)
 
     async def board_payload(self) -> dict[str, Any]:
         try:
