@@ -83,9 +83,11 @@ class RenewingProcessPool(Executor):
                 else:
                     outer.set_result(done.result())
 
+        # A cancel of `outer` is not passed on: Python 3.11's pool, when it breaks, sets an
+        # exception on every pending future, and one that was cancelled meanwhile makes its
+        # management thread die with InvalidStateError, leaving the others unanswered. A read
+        # nobody waits for any more is read all the same and its answer dropped.
         inner.add_done_callback(finished)
-        # a read no lane waits for any more is not started (one already running finishes)
-        outer.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
 
     def _retry_or_fail(
         self,
@@ -122,7 +124,9 @@ class RenewingProcessPool(Executor):
                 self._workers, self.renewals,
             )
             self._pool = self._new_pool()
-        broken.shutdown(wait=False, cancel_futures=True)
+        # not cancel_futures: the broken pool fails its pending futures itself, and a future
+        # cancelled under it would stop it doing so (see `_attempt`)
+        broken.shutdown(wait=False)
         return True
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -28,11 +29,12 @@ def poison(_value: str) -> str:
     os._exit(3)  # as a worker killed by a crash in Tesseract or by the OOM killer
 
 
-def dies_once(marker: str) -> str:
+def dies_once(marker: str, after_s: float = 0.0) -> str:
     """Kills its worker the first time (a transient crash, the OOM killer), then works."""
     flag = Path(marker)
     if not flag.exists():
         flag.write_text("died")
+        time.sleep(after_s)
         os._exit(3)
     return "read"
 
@@ -65,6 +67,23 @@ async def test_a_picture_that_kills_its_worker_twice_fails_and_the_pool_goes_on(
     assert pool.renewals == 2
     later = await asyncio.gather(*(loop.run_in_executor(pool, echo, str(i)) for i in range(4)))
     assert later == ["0", "1", "2", "3"]
+
+
+def test_a_read_given_up_before_a_worker_dies_does_not_stall_the_others(
+    pool: RenewingProcessPool, tmp_path: Path
+) -> None:
+    """Python 3.11's pool, breaking, fails every pending future; one cancelled under it used to
+    kill its management thread and leave the other reads unanswered for ever."""
+    assert pool.submit(echo, "warm").result(timeout=60) == "warm"
+    crash = pool.submit(dies_once, str(tmp_path / "died"), 0.3)
+    busy = pool.submit(slow_echo, "busy")
+    queued = [pool.submit(slow_echo, f"truck-{i}") for i in range(8)]
+    queued[-1].cancel()  # the lane stopped waiting for this one
+    others = [busy, *queued[:-1]]
+    done, pending = wait(others, timeout=60)
+    assert not pending, f"{len(pending)} reads never answered"
+    assert [f.result() for f in others] == ["busy", *(f"truck-{i}" for i in range(7))]
+    assert crash.result(timeout=60) == "read"
 
 
 async def test_a_stopped_pool_refuses_work(pool: RenewingProcessPool) -> None:
