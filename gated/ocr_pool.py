@@ -9,6 +9,7 @@ other trucks go on.
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import threading
@@ -23,6 +24,13 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ATTEMPTS = 2  # a read caught in a worker's death is tried once more on the new pool
+# Workers that keep dying (a broken install, memory exhausted) are not restarted in a tight
+# loop: after QUICK_RENEWALS renewals within QUICK_WINDOW_S, reads fail at once for a rest
+# that doubles each time, from REST_FIRST_S up to REST_CAP_S.
+QUICK_RENEWALS = 3
+QUICK_WINDOW_S = 60.0
+REST_FIRST_S = 5.0
+REST_CAP_S = 300.0
 
 
 class RenewingProcessPool(Executor):
@@ -34,6 +42,9 @@ class RenewingProcessPool(Executor):
         self._lock = threading.Lock()
         self._shut = False
         self.renewals = 0
+        self._renewed_at: collections.deque[float] = collections.deque(maxlen=QUICK_RENEWALS)
+        self._rests = 0
+        self._resting_until = 0.0
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -63,6 +74,11 @@ class RenewingProcessPool(Executor):
         with self._lock:
             if self._shut:
                 raise RuntimeError("the OCR workers are stopped")
+            resting = self._resting_until - time.monotonic()
+            if resting > 0:
+                raise RuntimeError(
+                    f"the OCR workers keep dying; next start in {resting:.0f} s"
+                )
             pool = self._pool
         try:
             inner = pool.submit(fn, *args, **kwargs)
@@ -119,10 +135,25 @@ class RenewingProcessPool(Executor):
             if self._pool is not broken:
                 return True
             self.renewals += 1
-            _LOGGER.error(
-                "OCR: a worker process died; starting %d new workers (renewal %d)",
-                self._workers, self.renewals,
-            )
+            now = time.monotonic()
+            recent = self._renewed_at
+            if recent and now - recent[-1] > QUICK_WINDOW_S:
+                self._rests = 0  # a calm spell: the next rest is the first again
+            if len(recent) == QUICK_RENEWALS and now - recent[0] < QUICK_WINDOW_S:
+                rest = min(REST_CAP_S, REST_FIRST_S * 2 ** min(self._rests, 16))
+                self._rests += 1
+                self._resting_until = now + rest
+                recent.clear()
+                _LOGGER.error(
+                    "OCR: worker processes died %d times within %.0f s; reads fail for "
+                    "%.0f s, then new workers start", QUICK_RENEWALS + 1, QUICK_WINDOW_S, rest,
+                )
+            else:
+                _LOGGER.error(
+                    "OCR: a worker process died; starting %d new workers (renewal %d)",
+                    self._workers, self.renewals,
+                )
+            self._renewed_at.append(now)
             self._pool = self._new_pool()
         # not cancel_futures: the broken pool fails its pending futures itself, and a future
         # cancelled under it would stop it doing so (see `_attempt`)

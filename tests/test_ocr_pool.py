@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gated.ocr_pool import RenewingProcessPool
+from gated.ocr_pool import QUICK_RENEWALS, RenewingProcessPool
 
 
 def echo(value: str) -> str:
@@ -27,6 +27,10 @@ def slow_echo(value: str) -> str:
 
 def poison(_value: str) -> str:
     os._exit(3)  # as a worker killed by a crash in Tesseract or by the OOM killer
+
+
+def cannot_start() -> None:
+    os._exit(4)  # a broken install: every worker dies as it starts
 
 
 def dies_once(marker: str, after_s: float = 0.0) -> str:
@@ -84,6 +88,23 @@ def test_a_read_given_up_before_a_worker_dies_does_not_stall_the_others(
     assert not pending, f"{len(pending)} reads never answered"
     assert [f.result() for f in others] == ["busy", *(f"truck-{i}" for i in range(7))]
     assert crash.result(timeout=60) == "read"
+
+
+def test_workers_that_keep_dying_are_not_restarted_in_a_loop() -> None:
+    pool = RenewingProcessPool(2, initializer=cannot_start)
+    try:
+        errors = []
+        for i in range(8):
+            try:
+                pool.submit(echo, str(i)).result(timeout=60)
+            except (BrokenProcessPool, RuntimeError) as exc:
+                errors.append(exc)
+        assert len(errors) == 8
+        # QUICK_RENEWALS renewals, a fourth that starts the rest, then nothing for a while
+        assert pool.renewals == QUICK_RENEWALS + 1
+        assert "keep dying" in str(errors[-1])
+    finally:
+        pool.stop(deadline_s=2.0)
 
 
 async def test_a_stopped_pool_refuses_work(pool: RenewingProcessPool) -> None:
