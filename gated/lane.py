@@ -168,15 +168,29 @@ class LaneRunner:
         tx = self.store.load(tx_id)
         if self.ocr is None:
             raise RuntimeError(f"lane {self.lane}: no OCR configured")
-        ocr = self.ocr
-        jobs = [self._read_image(ocr, read.image_path, read.camera) for read in tx.reads]
-        reads = list(await asyncio.gather(*jobs))
-        fused = ocr.fuse(reads)
-        reads = self._shown(reads)
+        reads, fused = await self._read_pictures(
+            self.ocr, [(read.image_path, read.camera) for read in tx.reads]
+        )
         self.store.add_reads(tx_id, reads, fused, replace=True)
         visit = self.visit
         if visit is not None and visit.tx_id == tx_id:
             visit.reads, visit.fused = reads, fused
+
+    async def _read_pictures(
+        self, ocr: OcrPort, pictures: list[tuple[str, str | None]]
+    ) -> tuple[list[ContainerRead], list[FusedContainer]]:
+        """Read a visit's pictures (path, camera) in the OCR workers and fuse them; the reads
+        come back as shown and stored (see `_shown`), the fusion from all of them."""
+        started = self._monotonic()
+        reads = list(await asyncio.gather(
+            *(self._read_image(ocr, path, camera) for path, camera in pictures)
+        ))
+        for read in reads:
+            self.metrics.observe("gated_ocr_seconds", read.elapsed_ms / 1000.0)
+        fused = ocr.fuse(reads)
+        _LOGGER.debug("lane %s: OCR of %d images in %.2f s", self.lane, len(reads),
+                      self._monotonic() - started)
+        return self._shown(reads), fused
 
     async def _read_image(self, ocr: OcrPort, path: str, camera: str | None) -> ContainerRead:
         """One picture read in the OCR workers; a failure of the workers themselves becomes
@@ -491,19 +505,9 @@ class LaneRunner:
             captured_mono = self._monotonic()
             captured = sum(1 for i in images if i.path)
             if self.ocr is not None:
-                ocr = self.ocr
-                jobs = [
-                    self._read_image(ocr, image.path, image.camera) for image in images
-                    if image.path
-                ]
-                started = self._monotonic()
-                reads = list(await asyncio.gather(*jobs))
-                for read in reads:
-                    self.metrics.observe("gated_ocr_seconds", read.elapsed_ms / 1000.0)
-                fused = ocr.fuse(reads)
-                reads = self._shown(reads)
-                _LOGGER.debug("lane %s: OCR of %d images in %.2f s", self.lane, len(reads),
-                              self._monotonic() - started)
+                reads, fused = await self._read_pictures(
+                    self.ocr, [(image.path, image.camera) for image in images if image.path]
+                )
         self._inbox.put_nowait(("images", (visit.tx_id, reads, fused, captured, captured_mono)))
 
     async def _on_images(

@@ -122,7 +122,7 @@ class RenewingProcessPool(Executor):
             try:
                 self._attempt(outer, fn, args, kwargs, attempts - 1)
                 return
-            except RuntimeError as exc:  # stopped meanwhile
+            except RuntimeError as exc:  # stopped meanwhile, or resting after repeated deaths
                 error = exc
         if outer.set_running_or_notify_cancel():
             outer.set_exception(error)
