@@ -92,6 +92,22 @@ async def drive_truck(runner: LaneRunner, scan: RadiationScan | None) -> None:
     await asyncio.wait_for(runner.decided.wait(), 10)
 
 
+async def lane_freed(runner: LaneRunner, within_s: float = 1.0) -> bool:
+    """Wait until the lane has no visit (the truck left or was timed out)."""
+    for _ in range(int(within_s / 0.01)):
+        if runner.visit is None:
+            return True
+        await asyncio.sleep(0.01)
+    return runner.visit is None
+
+
+async def drive_out(runner: LaneRunner, photo_eye: bool = True) -> bool:
+    """The truck let through crosses the exit loop (and the photo-eye) and is gone."""
+    runner.on_plc(PlcInputs(entry_loop=False, exit_loop=True, photo_eye=photo_eye))
+    runner.on_plc(PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False))
+    return await lane_freed(runner)
+
+
 async def run_lane(runner: LaneRunner) -> asyncio.Task[None]:
     return asyncio.create_task(runner.run(), name="lane-1")
 
@@ -115,13 +131,7 @@ async def test_clean_truck_proceeds_and_leaves(tmp_path: Path) -> None:
         assert [t for t, _ in gate.printer.tickets] == ["GATE PASS", "INSTRUCTIONS"]
         assert any(NUMBER in line for line in gate.printer.tickets[0][1])
         assert any("A1-04-02-1" in line for line in gate.printer.tickets[1][1])
-        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=True, photo_eye=True))
-        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False))
-        for _ in range(100):
-            if runner.visit is None:
-                break
-            await asyncio.sleep(0.01)
-        assert runner.visit is None
+        assert await drive_out(runner)
     finally:
         await stop(task)
         gate.engine.dispose()
@@ -217,13 +227,7 @@ async def test_restart_loses_nothing_and_frees_the_lane(tmp_path: Path) -> None:
         assert [r["code"] for r in states[waiting].reasons] == ["no_appointment"]
         # the truck let through before the restart is watched until it has left
         assert runner.visit is not None and runner.visit.tx_id == leaving
-        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=True, photo_eye=False))
-        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False))
-        for _ in range(100):
-            if runner.visit is None:
-                break
-            await asyncio.sleep(0.01)
-        assert runner.visit is None
+        assert await drive_out(runner, photo_eye=False)
         # and the next truck gets its own decision
         await drive_truck(runner, clean_scan())
         assert runner.last_decision is Decision.PROCEED
@@ -258,12 +262,7 @@ async def test_the_previous_trucks_tag_is_not_the_next_trucks(tmp_path: Path) ->
     task = await run_lane(runner)
     try:
         await drive_truck(runner, clean_scan())
-        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=True, photo_eye=True))
-        runner.on_plc(PlcInputs(entry_loop=False, exit_loop=False, photo_eye=False))
-        for _ in range(100):
-            if runner.visit is None:
-                break
-            await asyncio.sleep(0.01)
+        await drive_out(runner)
         # the first truck's tag is still read as it drives off; the next truck has no tag
         runner.decided.clear()
         runner.on_tag(tag())
@@ -292,11 +291,7 @@ async def test_a_truck_not_seen_leaving_frees_the_lane(tmp_path: Path) -> None:
     try:
         await drive_truck(runner, clean_scan())
         assert runner.last_decision is Decision.PROCEED
-        for _ in range(200):
-            if runner.visit is None:
-                break
-            await asyncio.sleep(0.01)
-        assert runner.visit is None
+        assert await lane_freed(runner, within_s=2.0)
         assert gate.barrier.calls[-2:] == ["close", "light:red"]
     finally:
         await stop(task)
