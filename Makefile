@@ -7,6 +7,7 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-de
 	mosquitto postgresql chromium chromium-driver socat fonts-dejavu-core
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PIP := $(VENV)/.pip-done
+PPOCR_MODEL_VERSION := 1.4.4
 
 .PHONY: all setup test lint typecheck pytest demo clean
 
@@ -31,6 +32,10 @@ $(STAMP_PIP): pyproject.toml $(STAMP_APT)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@# the PP-OCR recognition model (OCR's second engine): only the model file inside this
+	@# wheel is used, run by OpenCV, so its own dependencies (onnxruntime, a second OpenCV)
+	@# are not installed
+	$(PY) -m pip install -q --no-deps 'rapidocr-onnxruntime==$(PPOCR_MODEL_VERSION)'
 	@touch $@
 
 setup: $(STAMP_PIP)

@@ -1,6 +1,7 @@
 """Measure container number OCR on labelled photos: per image, per visit, per layout, timing.
 
 Usage: python bench/ocr_accuracy.py LABELS_CSV [--min-confidence X] [--verbose] [--perturb N]
+       [--engine tesseract|ppocr] [--fallback ppocr|tesseract|none]
 
 The labels file has columns `file, container_number, capture` (and optionally `camera`,
 `code_layout`); image paths are relative to the CSV's folder. Runs on one core (OpenCV and
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gated.domain import ContainerRead  # noqa: E402
 from ocr import fuse, read_image  # noqa: E402
+from ocr.engine import DEFAULT_FALLBACK, ENGINE_NAMES, make_engines  # noqa: E402
 from ocr.fusion import HYPOTHESIS_FLOOR  # noqa: E402
 from ocr.reader import DEFAULT_MIN_CONFIDENCE  # noqa: E402
 
@@ -81,8 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of the photos as they are, read N randomly perturbed copies of each "
         "(seeds 1..N; rotation, scale, light, blur, noise, JPEG) as N passes of each truck",
     )
+    parser.add_argument(
+        "--engine", choices=ENGINE_NAMES, default="tesseract", help="engine reading every image"
+    )
+    parser.add_argument(
+        "--fallback", choices=(*ENGINE_NAMES, "none"), default=DEFAULT_FALLBACK,
+        help="engine reading again what the first leaves unreadable (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
+    engines = make_engines(args.engine, None if args.fallback == "none" else args.fallback)
 
     labels_path = Path(args.labels)
     with labels_path.open(newline="") as handle:
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         path = folder / row["file"]
         image: Path | bytes = path if rng is None else _perturbed(path, rng)
         cpu_started = time.process_time()
-        raw = read_image(image, camera=row.get("camera"), min_confidence=0.0)
+        raw = read_image(image, camera=row.get("camera"), engine=engines, min_confidence=0.0)
         cpu_times.append((time.process_time() - cpu_started) * 1000.0)
         times.append(raw.elapsed_ms)
         read = raw
@@ -139,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"labels: {labels_path}  images: {len(jobs)}  min_confidence: {args.min_confidence}"
         + (f"  perturbed copies: {args.perturb} per photo" if args.perturb else "")
+        + f"  engines: {' then '.join(e.name for e in engines)}"
     )
     print(_line("per image", per_image))
     for layout in sorted(per_layout):

@@ -462,8 +462,13 @@ class ImageStoreConfig(Strict):
 
 
 class OcrConfig(Strict):
-    engine: Literal["tesseract", "rapidocr"] = Field(
-        default="tesseract", description="Recognition engine."
+    engine: Literal["tesseract", "ppocr"] = Field(
+        default="tesseract", description="Recognition engine that reads every image."
+    )
+    fallback_engine: Literal["ppocr", "tesseract", "none"] = Field(
+        default="ppocr",
+        description="Engine that reads again what the first leaves unreadable; skipped with a "
+        "warning where it is not installed, 'none' for the first engine alone.",
     )
     min_confidence: float = Field(
         default=0.6, ge=0, le=1, description="Below this a read is 'unreadable' (clerk decides)."

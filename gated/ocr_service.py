@@ -26,13 +26,17 @@ class OcrService:
 
     def __init__(self, config: SiteConfig) -> None:
         self._min_confidence = config.ocr.min_confidence
+        self._engine = config.ocr.engine
+        fallback = config.ocr.fallback_engine
+        self._fallback = None if fallback == "none" else fallback
 
     def read(self, path: str, camera: str | None) -> ContainerRead:
         """One image's best reading, however doubtful: doubtful reads still vote in `fuse`;
         the lane shows and stores a number per image only at the site's threshold."""
         import ocr
 
-        return ocr.read_image(path, camera, min_confidence=0.0)
+        engines = ocr.make_engines(self._engine, self._fallback)
+        return ocr.read_image(path, camera, engine=engines, min_confidence=0.0)
 
     def fuse(self, reads: Sequence[ContainerRead]) -> list[FusedContainer]:
         """Two cameras agreeing on one valid number by chance is far less likely than either

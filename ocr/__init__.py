@@ -19,7 +19,9 @@ if TYPE_CHECKING:
         Glyph,
         TesseractEngine,
         default_engine,
+        default_engines,
         make_engine,
+        make_engines,
     )
     from ocr.fusion import VisitRead, fuse, read_visit
     from ocr.iso6346 import is_valid_container_number, parse_size_type
@@ -32,6 +34,8 @@ _HOME = {
     "TesseractEngine": "ocr.engine",
     "default_engine": "ocr.engine",
     "make_engine": "ocr.engine",
+    "default_engines": "ocr.engine",
+    "make_engines": "ocr.engine",
     "VisitRead": "ocr.fusion",
     "fuse": "ocr.fusion",
     "read_visit": "ocr.fusion",
@@ -47,9 +51,11 @@ __all__ = [
     "TesseractEngine",
     "VisitRead",
     "default_engine",
+    "default_engines",
     "fuse",
     "is_valid_container_number",
     "make_engine",
+    "make_engines",
     "parse_size_type",
     "read_image",
     "read_visit",

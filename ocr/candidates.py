@@ -246,7 +246,10 @@ def _chains(blobs: list[Blob], direction: str) -> list[Group]:
             tail = _next_index(table, chain[-1], direction, loose=True)
             if tail is not None and tail not in chain:
                 groups.append(Group(tuple(blobs[j] for j in [*chain, tail]), direction))
-    return groups + _bridged(blobs, chains, direction) + _filled_in(blobs, chains, direction)
+    return (
+        groups + _bridged(blobs, chains, direction) + _filled_in(blobs, chains, direction)
+        + _unstrayed(blobs, chains, direction)
+    )
 
 
 # A character lost from a chain (hidden by a rod or a bar, broken by wear or glare) leaves
@@ -356,6 +359,34 @@ def _filled_in(blobs: list[Blob], chains: list[list[int]], direction: str) -> li
             continue
         for k in np.flatnonzero(np.abs(steps - 2 * step) <= BRIDGE_TOLERANCE * step):
             out.append(_join(blobs, chain[: k + 1], chain[k + 1 :], direction))
+    return out
+
+
+# A stray blob between two characters (the edge of a corrugation, a rivet, a scratch) splits
+# one step of the chain in two: a blob whose two steps together make one step (within
+# BRIDGE_TOLERANCE) and each at most STRAY_STEP of a step is dropped, as an extra group.
+STRAY_STEP = 0.75
+
+
+def _unstrayed(blobs: list[Blob], chains: list[list[int]], direction: str) -> list[Group]:
+    """Chains with one stray blob left out, for chains long enough to hold a code without it."""
+    out = []
+    for chain in chains:
+        if len(chain) - 1 < MIN_BRIDGED[direction] or len(chain) < 5:
+            continue
+        along = [blobs[j].cx if direction == "h" else blobs[j].cy for j in chain]
+        steps = np.diff(along)
+        step = float(np.median(steps))
+        if step <= 0:
+            continue
+        for k in range(1, len(chain) - 1):
+            first, second = steps[k - 1], steps[k]
+            if (
+                abs(first + second - step) <= BRIDGE_TOLERANCE * step
+                and max(first, second) <= STRAY_STEP * step
+            ):
+                kept = chain[:k] + chain[k + 1 :]
+                out.append(Group(tuple(blobs[j] for j in kept), direction))
     return out
 
 

@@ -6,6 +6,8 @@ character it saw, left to right, with its confidence and alternatives.
 
 Tesseract is the default. It runs in-process through `tesserocr` when that binding is
 installed, and through `pytesseract` (one `tesseract` process per call, slower) otherwise.
+PP-OCR (`ocr.ppocr`) is the second engine: by default it reads again what Tesseract leaves
+unreadable, where its model is installed.
 """
 
 from __future__ import annotations
@@ -181,9 +183,95 @@ class EngineUnavailable(RuntimeError):
     """The configured engine cannot run here."""
 
 
+ENGINE_NAMES = ("tesseract", "ppocr")
+# The engine that reads again what the first leaves unreadable, where it is installed.
+DEFAULT_FALLBACK = "ppocr"
+
+_PPOCR: Engine | None = None
+_PPOCR_MISSING: str | None = None
+
+
+def _ppocr_engine() -> Engine:
+    """The process-wide PP-OCR engine, loaded on first use (about 45 MB)."""
+    global _PPOCR, _PPOCR_MISSING
+    with _DEFAULT_LOCK:
+        if _PPOCR is None and _PPOCR_MISSING is None:
+            from ocr.ppocr import ModelUnavailable, PPOcrEngine
+
+            try:
+                _PPOCR = PPOcrEngine()
+                _LOGGER.info("ocr: PP-OCR engine ready")
+            except ModelUnavailable as exc:
+                _PPOCR_MISSING = str(exc)
+        if _PPOCR is None:
+            raise EngineUnavailable(f"OCR engine 'ppocr' is not available: {_PPOCR_MISSING}")
+        return _PPOCR
+
+
 def make_engine(name: str) -> Engine:
-    """The engine a site configuration names (`ocr.engine`). Only Tesseract is built in: the
-    benchmark has not shown a second engine reading these photos better."""
+    """The engine a site configuration names (`ocr.engine`, `ocr.fallback_engine`)."""
     if name == "tesseract":
         return default_engine()
-    raise EngineUnavailable(f"OCR engine {name!r} is not available (built in: tesseract)")
+    if name == "ppocr":
+        return _ppocr_engine()
+    raise EngineUnavailable(
+        f"OCR engine {name!r} is unknown (built in: {', '.join(ENGINE_NAMES)})"
+    )
+
+
+class _Deferred:
+    """An engine opened when it first reads: a fallback costs no memory until it is needed.
+    One that fails to load gives no characters (a warning, once a process)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._warned = False
+
+    def read_line(self, image: np.ndarray, whitelist: str) -> list[Glyph]:
+        try:
+            engine = make_engine(self.name)
+        except EngineUnavailable as exc:
+            if not self._warned:
+                self._warned = True
+                _LOGGER.warning("ocr: %s; reading with the other engine alone", exc)
+            return []
+        return engine.read_line(image, whitelist)
+
+
+_MISSING_WARNED: set[str] = set()
+
+
+def _installed(name: str) -> bool:
+    """Whether the engine's files are here, without loading it."""
+    if name != "ppocr":
+        return True
+    from ocr.ppocr import ModelUnavailable, model_path
+
+    try:
+        model_path()
+    except ModelUnavailable as exc:
+        if name not in _MISSING_WARNED:
+            _MISSING_WARNED.add(name)
+            _LOGGER.warning("ocr: fallback engine %s not used: %s", name, exc)
+        return False
+    return True
+
+
+def make_engines(
+    primary: str = "tesseract", fallback: str | None = DEFAULT_FALLBACK
+) -> list[Engine]:
+    """The engines in turn: `primary` reads every image, `fallback` (None: none) what the
+    primary leaves unreadable. A missing primary raises `EngineUnavailable`; a missing
+    fallback only logs a warning: the product reads with Tesseract alone."""
+    engines: list[Engine] = [make_engine(primary)]
+    if fallback is not None and fallback != primary:
+        if fallback not in ENGINE_NAMES:
+            raise EngineUnavailable(f"OCR engine {fallback!r} is unknown")
+        if _installed(fallback):
+            engines.append(_Deferred(fallback))
+    return engines
+
+
+def default_engines() -> list[Engine]:
+    """Tesseract, then PP-OCR where Tesseract leaves an image unreadable."""
+    return make_engines()

@@ -146,7 +146,7 @@ class VisitRead:
 def read_visit(
     images: Sequence[ImageInput],
     cameras: Sequence[str | None] | None = None,
-    engine: Engine | None = None,
+    engine: Engine | Sequence[Engine] | None = None,
     min_confidence: float | None = None,
     lane: str | None = None,
 ) -> VisitRead:

@@ -4,19 +4,25 @@ Steps: load the image (`imageio`); find character-sized blobs and group them int
 columns (`candidates`); assemble 11-blob candidates in the three layouts (`layouts`); read
 each, let the check digit decide and score it (`recognise`); keep the best, look at it once
 more, and withhold it below the confidence threshold.
+
+Engines read in turn: the first reads every image, a next one (by default PP-OCR, where its
+model is installed) reads the same candidates again only when the ones before leave the
+image unreadable. Their reads are weighed together, so two engines finding different valid
+numbers at one place make the image doubtful.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from gated.domain import ContainerRead
-from ocr.candidates import find_groups
-from ocr.engine import Engine, default_engine
+from ocr.candidates import Group, find_groups
+from ocr.engine import Engine, Glyph, default_engines
 from ocr.imageio import ImageError, ImageInput, describe, load_gray
 from ocr.layouts import Candidate, assemble, region
 from ocr.recognise import CodeRead, choose, find_size_type, read_candidate, verify
@@ -24,6 +30,10 @@ from ocr.recognise import CodeRead, choose, find_size_type, read_candidate, veri
 _LOGGER = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 12
+# A fallback engine may make at most this many line reads an image (PP-OCR: about 12-25 ms
+# each, 10-20 a candidate): it reads the likeliest candidates, and an image with none keeps
+# a lane waiting no more than about a second.
+FALLBACK_CALLS = 60
 DEFAULT_MIN_CONFIDENCE = 0.6
 # Blob search resolutions (frame height), tried in turn until a read is accepted: the reduced
 # one is fast, the full one finds what the reduction merged or lost.
@@ -33,11 +43,14 @@ SEARCH_HEIGHTS = (720, 1080)
 def read_image(
     image: ImageInput,
     camera: str | None = None,
-    engine: Engine | None = None,
+    engine: Engine | Sequence[Engine] | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> ContainerRead:
-    """Read one image. Never raises for bad input: the error goes into the result."""
+    """Read one image. Never raises for bad input: the error goes into the result.
+    `engine` is one engine, or engines in turn (see the module's text); by default
+    `default_engines()`."""
     started = time.perf_counter()
+    engines = _engines(engine)
     name = describe(image)
     try:
         gray, scale = load_gray(image)
@@ -47,7 +60,7 @@ def read_image(
         _LOGGER.warning("camera %s: cannot load image %s: %r", camera, name, exc)
         return _result(name, camera, started, error=f"cannot load image: {exc!r}")
     try:
-        read = _read_gray(gray, name, camera, engine or default_engine(), started, min_confidence)
+        read = _read_gray(gray, name, camera, engines, started, min_confidence)
     except Exception as exc:
         _LOGGER.exception("camera %s: OCR failed on %s", camera, name)
         return _result(name, camera, started, error=f"OCR failed: {exc!r}")
@@ -55,6 +68,16 @@ def read_image(
         x, y, w, h = (round(v * scale) for v in read.region)
         read = replace(read, region=(x, y, w, h))
     return read
+
+
+def _engines(engine: Engine | Sequence[Engine] | None) -> Sequence[Engine]:
+    if engine is None:
+        return default_engines()
+    if isinstance(engine, Sequence):
+        if not engine:
+            raise ValueError("no OCR engine given")
+        return engine
+    return (engine,)
 
 
 def _result(
@@ -85,28 +108,58 @@ def _read_gray(
     gray: np.ndarray,
     name: str,
     camera: str | None,
-    engine: Engine,
+    engines: Sequence[Engine],
     started: float,
     min_confidence: float,
 ) -> ContainerRead:
+    enough = max(min_confidence, DEFAULT_MIN_CONFIDENCE)
+    found: dict[int, tuple[list[Group], list[Group], list[Candidate]]] = {}
     reads: list[CodeRead] = []
     best = None
-    for search_height in SEARCH_HEIGHTS:
-        lines, columns = find_groups(gray, search_height)
-        reads.extend(_read_candidates(gray, assemble(lines, columns), engine))
-        best = choose(reads)
-        if best is not None and best.confidence >= max(min_confidence, DEFAULT_MIN_CONFIDENCE):
+    searched = SEARCH_HEIGHTS[0]  # the groups of the last search serve the size/type code
+    for turn, engine in enumerate(engines):
+        reader = engine if turn == 0 else _Budget(engine, FALLBACK_CALLS)
+        for searched in SEARCH_HEIGHTS:
+            if searched not in found:
+                lines, columns = find_groups(gray, searched)
+                found[searched] = (lines, columns, assemble(lines, columns))
+            reads.extend(_read_candidates(gray, found[searched][2], reader))
+            best = choose(reads)
+            if best is not None and best.confidence >= enough:
+                break
+        if best is not None and best.confidence >= enough:
             break
     if best is None:
         return _result(name, camera, started)
+    engine = next(e for e in engines if e.name == best.engine)
     best = verify(gray, best, engine)
     accepted = best.confidence >= min_confidence
+    lines, columns, _candidates = found[searched]
     size_type = find_size_type(gray, best.candidate, lines, columns, engine) if accepted else None
     _LOGGER.debug(
-        "camera %s: %s read %s (%.2f, %s)", camera, name, best.number, best.confidence,
-        "accepted" if accepted else "refused",
+        "camera %s: %s read %s by %s (%.2f, %s)", camera, name, best.number, best.engine,
+        best.confidence, "accepted" if accepted else "refused",
     )
     return _result(name, camera, started, best=best, size_type=size_type, accepted=accepted)
+
+
+class _BudgetSpent(Exception):
+    """A fallback engine has made all the line reads it may for this image."""
+
+
+class _Budget:
+    """An engine that may read `calls` lines, then raises `_BudgetSpent`."""
+
+    def __init__(self, engine: Engine, calls: int) -> None:
+        self.name = engine.name
+        self._engine = engine
+        self._left = calls
+
+    def read_line(self, image: np.ndarray, whitelist: str) -> list[Glyph]:
+        if self._left <= 0:
+            raise _BudgetSpent
+        self._left -= 1
+        return self._engine.read_line(image, whitelist)
 
 
 def _read_candidates(
@@ -124,7 +177,10 @@ def _read_candidates(
         if any(_same_place(candidate, other) for other in unplaced):
             continue
         attempts += 1
-        read = read_candidate(gray, candidate, engine, unplaced)
+        try:
+            read = read_candidate(gray, candidate, engine, unplaced)
+        except _BudgetSpent:
+            break
         if read is not None:
             reads.append(read)
     return reads

@@ -8,7 +8,7 @@ category and for contrary evidence from the second look. It is a score, not a pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -54,6 +54,7 @@ class CodeRead:
     confidence: float
     candidate: Candidate
     stretch: float = 1.0  # the horizontal scale its characters were read at
+    engine: str = ""  # the name of the engine that read it
 
 
 def _assign(
@@ -204,6 +205,12 @@ def _read_stretched(
         confidence *= RARE_CATEGORY_PRIOR
     if any(b.filled for b in candidate.blobs):
         confidence *= FILLED_PENALTY
+        # The check digit cannot tell apart the letters whose values are 11 apart (A/K/U,
+        # B/L/V, C/M/W, ...): every letter of the owner code has such a twin, so a letter
+        # there that was not seen whole is a guess the check digit cannot catch (a V behind a
+        # bar read as an L). The category letter has none among U, J and Z.
+        if any(b.filled for b in candidate.blobs[:3]):
+            confidence *= AMBIGUOUS_PENALTY
         # a character not seen whole must be read without a strong runner-up: the check
         # digit cannot tell some letters apart (values 11 apart: B/L/V, A/K/U, ...)
         glyphs = owner + serial
@@ -217,7 +224,7 @@ def _read_stretched(
     free = _free_read(gray, candidate, engine, stretch)
     if free is not None and free[:10] != number[:10]:
         confidence *= DISAGREEMENT_PENALTY
-    return CodeRead(number, confidence, candidate, stretch)
+    return CodeRead(number, confidence, candidate, stretch, engine.name)
 
 
 # A character that is not narrow by nature, in a box less than FRAGMENT_WIDTH of the median
@@ -328,7 +335,7 @@ def verify(gray: np.ndarray, read: CodeRead, engine: Engine) -> CodeRead:
         confidence *= CONTRARY_PENALTY
     elif unconfirmed >= MANY_UNCONFIRMED:
         confidence *= VERIFY_PENALTY
-    return CodeRead(read.number, confidence, read.candidate, read.stretch)
+    return replace(read, confidence=confidence)
 
 
 def decide_number(glyphs: list[Glyph]) -> tuple[str, float] | None:
@@ -395,7 +402,7 @@ def choose(reads: list[CodeRead]) -> CodeRead | None:
         confidence *= max(0.0, 1.0 - rivals[0].confidence)
     elif support > 1:
         confidence = 1.0 - (1.0 - confidence) * 0.5
-    return CodeRead(best.number, confidence, best.candidate, best.stretch)
+    return replace(best, confidence=confidence)
 
 
 def _overlap(a: CodeRead, b: CodeRead) -> bool:

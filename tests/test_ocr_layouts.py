@@ -135,7 +135,7 @@ def test_a_character_in_a_box_too_narrow_for_it_is_a_fragment() -> None:
 
 class _ScriptedEngine:
     """Reads any line of solid boxes as the owner code or serial of CSQU3054383, with a
-    runner-up of `doubt` for the third letter."""
+    runner-up of `doubt` for the serial's second digit."""
 
     name = "scripted"
 
@@ -149,7 +149,7 @@ class _ScriptedEngine:
         text = {4: "CSQU", 6: "305438", 7: "3054383"}.get(len(runs), "")
         glyphs = []
         for index, ((x0, x1), char) in enumerate(zip(runs, text, strict=False)):
-            alternatives = (("O", self.doubt),) if char == "Q" and index == 2 else ()
+            alternatives = (("8", self.doubt),) if char == "0" and index == 1 else ()
             glyphs.append(Glyph(char, 0.99, int(x0), int(x1), alternatives))
         return glyphs
 
@@ -159,7 +159,7 @@ def test_a_filled_in_character_with_a_strong_runner_up_makes_the_read_doubtful()
     blobs = []
     for index, x in enumerate(_even_line(start=60, pitch=60)):
         gray[80:120, x : x + 30] = 0
-        blobs.append(Blob(x, 80, 30, 40, 0, filled=index == 2))
+        blobs.append(Blob(x, 80, 30, 40, 0, filled=index == 5))
     candidate = Candidate(tuple(blobs), "horizontal")
     sure = read_candidate(gray, candidate, _ScriptedEngine(doubt=0.2))
     doubtful = read_candidate(gray, candidate, _ScriptedEngine(doubt=0.8))

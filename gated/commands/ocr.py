@@ -21,18 +21,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--json", action="store_true", help="print JSON (one object per line)")
     parser.add_argument("--camera", default=None, help="camera name to record on each read")
     parser.add_argument(
-        "--config", default=None, help="site configuration (for ocr.min_confidence)"
+        "--config", default=None, help="site configuration (its ocr section: threshold and engines)"
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # imported here: `gated run` registers this command too, and must not load OpenCV
-    from ocr import EngineUnavailable, make_engine, read_image, read_visit
+    from ocr import EngineUnavailable, make_engines, read_image, read_visit
     from ocr.reader import DEFAULT_MIN_CONFIDENCE
 
     min_confidence = DEFAULT_MIN_CONFIDENCE
-    engine_name = "tesseract"
+    engine_name, fallback = "tesseract", "ppocr"
     if args.config:
         try:
             site = load_config(args.config)
@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{exc.source}: invalid configuration, {len(exc.issues)} error(s)")
             return 2
         min_confidence, engine_name = site.ocr.min_confidence, site.ocr.engine
+        fallback = site.ocr.fallback_engine
     try:
-        engine = make_engine(engine_name)
+        engine = make_engines(engine_name, None if fallback == "none" else fallback)
     except EngineUnavailable as exc:
         print(f"error: {exc}")
         return 2
