@@ -4,6 +4,12 @@ pymodbus does not retry a failed first connect and reconnects on its own only af
 drivers here want one behaviour they can see, so the client is made without its own reconnect
 and every failure (no connection, timeout, exception response) becomes a `ModbusError`. The
 caller closes the connection, waits `Backoff.next()` and connects again.
+
+pymodbus waits for its connection and for every answer with `asyncio.wait_for`. On Python 3.11
+that returns the result and drops a cancel that arrives while the result is arriving: the
+cancelled task then carried on (a driver that polled on after `task.cancel()`, and a caller
+awaiting it forever). Every await on pymodbus here therefore checks afterwards whether the task
+was cancelled meanwhile and raises the cancel again (`_raise_dropped_cancel`).
 """
 
 from __future__ import annotations
@@ -58,6 +64,21 @@ class Backoff:
         self._next = self.first_s
 
 
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def _raise_dropped_cancel(before: int) -> None:
+    """Raise CancelledError if the task was cancelled since `before` and the cancel was lost.
+
+    Call it outside any `asyncio.timeout` opened after `before` was taken: a timeout that
+    expired takes its own cancel back when it exits, so what is left is someone else's.
+    """
+    if _cancel_requests() > before:
+        raise asyncio.CancelledError
+
+
 def _quiet_pymodbus() -> None:
     """pymodbus warns on every failed connect and retry; the drivers report each loss once
     themselves, so its own log is kept to errors unless someone configured it otherwise."""
@@ -100,14 +121,20 @@ class ModbusConnection:
             reconnect_delay=0,  # reconnects are ours, with our back-off
             name=self.name,
         )
+        before = _cancel_requests()
         try:
             async with asyncio.timeout(self.timeout_s * 2):
                 ok = await client.connect()
         except (TimeoutError, OSError, ModbusException) as exc:
             client.close()
+            _raise_dropped_cancel(before)
             raise ModbusError("connection", f"cannot connect to {self.address}: {exc}") from exc
-        if not ok:
+        except asyncio.CancelledError:
             client.close()
+            raise
+        if not ok or _cancel_requests() > before:
+            client.close()
+            _raise_dropped_cancel(before)
             raise ModbusError("connection", f"cannot connect to {self.address}")
         self._client = client
 
@@ -127,14 +154,18 @@ class ModbusConnection:
             client = self._client
             if client is None or not client.connected:
                 raise ModbusError("connection", f"{self.address} not connected ({what})")
+            before = _cancel_requests()
             try:
                 async with asyncio.timeout(self.timeout_s * 2):
                     response = await request(client)
             except TimeoutError as exc:
+                _raise_dropped_cancel(before)
                 raise ModbusError("timeout", f"{self.address}: no answer to {what}") from exc
             except ModbusException as exc:
+                _raise_dropped_cancel(before)
                 kind = "timeout" if "No response" in str(exc) else "connection"
                 raise ModbusError(kind, f"{self.address}: {what}: {exc}") from exc
+            _raise_dropped_cancel(before)
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             name = EXCEPTION_NAMES.get(code, "unknown")

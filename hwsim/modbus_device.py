@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 
 from pymodbus.constants import ExcCodes
@@ -22,6 +21,8 @@ FC_COILS = 1
 FC_DISCRETE_INPUTS = 2
 FC_HOLDING_REGISTERS = 3
 FC_INPUT_REGISTERS = 4
+
+STOP_WAIT_S = 1.0  # how long `stop` waits for the cycle task to end after its cancel
 
 Blocks = list[SimData] | tuple[list[SimData], list[SimData], list[SimData], list[SimData]]
 
@@ -100,17 +101,32 @@ class SimulatedModbusDevice(abc.ABC):
         _LOGGER.debug("hwsim %s listening on %s:%d", self.name, self.host, self.port)
 
     async def stop(self) -> None:
-        """Stop the cycle, close the server and every client connection."""
+        """Stop the cycle, close the server and every client connection.
+
+        Bounded: a cycle that does not end within STOP_WAIT_S of its cancel is reported and
+        left behind, and the server is closed all the same, also when `stop` itself is
+        cancelled (that cancel is passed on, not taken for the cycle's).
+        """
         self._release.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        server, self._server = self._server, None
-        if server is not None:
-            await server.shutdown()
-            await asyncio.sleep(0)
+        ended = True
+        try:
+            if task is not None:
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
+                ended = bool(done)
+                if not ended:
+                    _LOGGER.warning(
+                        "hwsim %s: cycle still running %g s after its cancel",
+                        self.name, STOP_WAIT_S,
+                    )
+        finally:
+            server, self._server = self._server, None
+            if server is not None:
+                await server.shutdown()  # closes at once; it does not wait for anything
+                await asyncio.sleep(0)
+        if task is not None and ended and not task.cancelled():
+            task.result()  # a cycle that failed says why here
 
     async def _cycle_loop(self) -> None:
         while True:

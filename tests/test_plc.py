@@ -23,6 +23,7 @@ class Lane:
     plc: GatePlc
     sim: SimulatedPlc
     health: list[DeviceHealth] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None  # the driver's run()
 
     async def until(self, condition: Callable[[], bool], within: float = 5.0) -> None:
         """Wait for a state the driver reaches by itself."""
@@ -50,12 +51,38 @@ async def running(port: int, sim: SimulatedPlc) -> AsyncIterator[Lane]:
     plc = GatePlc("1", config, on_health=health.append)
     task = asyncio.create_task(plc.run(), name="test plc")
     try:
-        yield Lane(plc, sim, health)
+        yield Lane(plc, sim, health, task)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _end(task)
         await sim.stop()
+
+
+async def _turns_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for a condition, looking at it on every turn of the event loop (bounded)."""
+    async with asyncio.timeout(within):
+        for _ in range(10_000_000):
+            if condition():
+                return
+            await asyncio.sleep(0)
+    raise AssertionError(f"condition not reached within {within} s")
+
+
+async def _end(task: asyncio.Task[None]) -> bool:
+    """Cancel the driver and wait (bounded) for it to end; False if it ran on after a cancel.
+
+    A driver that drops a cancel is cancelled again until it ends, so that a failing test
+    fails instead of hanging in its teardown.
+    """
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    for _ in range(200):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.sleep(0.01)
+    if task.done() and not task.cancelled():
+        task.result()  # a driver that failed says why
+    return bool(done)
 
 
 @pytest.fixture
@@ -171,6 +198,61 @@ async def test_exception_on_a_command_is_a_clear_error(lane: Lane) -> None:
     with pytest.raises(PlcError, match="device failure"):
         await lane.plc.set_light("green")
     assert lane.sim.commands == []
+
+
+async def test_a_cancel_that_meets_an_answer_still_ends_the_driver(lane: Lane) -> None:
+    # pymodbus waits for each answer with asyncio.wait_for, which on Python 3.11 returns the
+    # answer and drops a cancel that comes in the same turn of the loop: the driver polled on
+    # and whoever awaited it after cancelling hung. The cancel is given here at that moment,
+    # from the done-callback of pymodbus' future for the answer to the poll in flight.
+    assert lane.task is not None
+    task = lane.task
+    client = lane.plc._connection._client
+    assert client is not None
+    transactions = client.ctx  # pymodbus' transaction manager: it holds that future
+    # between polls: wait, turn by turn of the loop, for the next request to be sent
+    await _turns_until(lambda: not transactions.response_future.done())
+    answered: list[bool] = []
+
+    def cancel_as_the_answer_arrives(answer: asyncio.Future[object]) -> None:
+        answered.append(not answer.cancelled())
+        task.cancel()
+
+    transactions.response_future.add_done_callback(cancel_as_the_answer_arrives)
+    done, _ = await asyncio.wait({task}, timeout=2.0)  # the fixture ends a driver that runs on
+    assert answered == [True]
+    assert done, "the driver polled on after a cancel that met an answer"
+    assert task.cancelled()
+
+
+async def test_a_cancel_at_any_point_of_the_poll_cycle_ends_the_driver() -> None:
+    port = free_port()
+    sim = SimulatedPlc(port=port, scan_s=0.01)
+    await sim.start()
+    config = PlcConfig(host="127.0.0.1", port=port, poll_interval_s=0.001, timeout_s=0.5)
+    try:
+        for attempt in range(120):
+            plc = GatePlc("1", config)
+            task = asyncio.create_task(plc.run(), name=f"test plc cancel {attempt}")
+            if attempt % 2:  # odd: while polling, even: while connecting
+                await _turns_until(lambda: plc.healthy)  # noqa: B023 (awaited at once)
+            for _ in range(attempt // 2 % 30):  # a different point of the cycle each time
+                await asyncio.sleep(0)
+            assert await _end(task), f"attempt {attempt}: the driver ran on after a cancel"
+    finally:
+        await sim.stop()
+
+
+async def test_simulator_stop_closes_the_server_when_it_is_cancelled_itself() -> None:
+    port = free_port()
+    sim = SimulatedPlc(port=port, scan_s=0.01)
+    await sim.start()
+    stopping = asyncio.create_task(sim.stop(), name="test plc sim stop")
+    await asyncio.sleep(0)  # stop() is now waiting for the cycle to end
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert not sim.running
 
 
 def test_drivers_fit_the_lane_ports() -> None:
