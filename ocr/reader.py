@@ -80,6 +80,18 @@ def _engines(engine: Engine | Sequence[Engine] | None) -> Sequence[Engine]:
     return (engine,)
 
 
+def _doubted(read: CodeRead, best: CodeRead, checked: CodeRead) -> CodeRead:
+    """`read` with the second look's doubt when it is the read `best` was chosen from."""
+    if (read.engine, read.number, read.candidate) != (best.engine, best.number, best.candidate):
+        return read
+    factor = checked.confidence / best.confidence if best.confidence > 0 else 0.0
+    return replace(read, confidence=read.confidence * min(1.0, factor))
+
+
+def _named(engines: Sequence[Engine], name: str) -> Engine:
+    return next(e for e in engines if e.name == name)
+
+
 def _result(
     name: str,
     camera: str | None,
@@ -115,7 +127,8 @@ def _read_gray(
     enough = max(min_confidence, DEFAULT_MIN_CONFIDENCE)
     found: dict[int, tuple[list[Group], list[Group], list[Candidate]]] = {}
     reads: list[CodeRead] = []
-    best = None
+    looked: set[tuple[str, str, Candidate]] = set()  # reads given their second look
+    best = final = None
     searched = SEARCH_HEIGHTS[0]  # the groups of the last search serve the size/type code
     for turn, engine in enumerate(engines):
         reader = engine if turn == 0 else _Budget(engine, FALLBACK_CALLS)
@@ -127,12 +140,24 @@ def _read_gray(
             best = choose(reads)
             if best is not None and best.confidence >= enough:
                 break
-        if best is not None and best.confidence >= enough:
+        if best is None:
+            continue
+        # The next engine reads too when the second look leaves the best read below the mark.
+        # The doubt stays with the read it was cast on, so that another engine's read of the
+        # place can lead, and a read is looked at a second time only once.
+        key = (best.engine, best.number, best.candidate)
+        if key in looked:
+            final = best
+        else:
+            looked.add(key)
+            final = verify(gray, best, _named(engines, best.engine))
+            reads = [_doubted(r, best, final) for r in reads]
+        if final.confidence >= enough:
             break
-    if best is None:
+    if final is None:
         return _result(name, camera, started)
-    engine = next(e for e in engines if e.name == best.engine)
-    best = verify(gray, best, engine)
+    best = final
+    engine = _named(engines, best.engine)
     accepted = best.confidence >= min_confidence
     lines, columns, _candidates = found[searched]
     size_type = find_size_type(gray, best.candidate, lines, columns, engine) if accepted else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,24 @@ def test_a_hidden_owner_letter_is_not_trusted() -> None:
     read = read_image(np.array(image), engine=[make_engine("tesseract")], min_confidence=0.0)
     assert read.container_number == "CSQU3054383"  # read, but
     assert read.confidence < 0.6
+
+
+def test_the_second_engine_reads_when_the_second_look_casts_doubt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first read above the mark that its second look brings below it is not the end: the
+    next engine reads, and its read stands on its own second look."""
+    real_verify = reader_module.verify
+
+    def doubting_the_first(gray: np.ndarray, read: object, engine: object) -> object:
+        checked = real_verify(gray, read, engine)  # type: ignore[arg-type]
+        if getattr(engine, "name", "") == "tesseract":
+            return replace(checked, confidence=checked.confidence * 0.3)
+        return checked
+
+    monkeypatch.setattr(reader_module, "verify", doubting_the_first)
+    second = _Counting(make_engine("tesseract"))
+    read = read_image(_frame("CSQU 305438 3"), engine=[make_engine("tesseract"), second])
+    assert second.calls > 0
+    assert read.container_number == "CSQU3054383"
+    assert read.confidence >= 0.6
