@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers.rpm import RadiationMonitor, open_monitor
+from drivers.rpm_modbus import ModbusRadiationMonitor
 from gated.config import RpmConfig, RpmRegisterMap
 from gated.domain import DeviceHealth, RadiationScan
 from hwsim.rpm import SimulatedRpm
@@ -27,7 +28,8 @@ class Lane:
     occupancy: list[bool] = field(default_factory=list)
 
     async def scan(self, within: float = 5.0) -> RadiationScan:
-        return await asyncio.wait_for(self.monitor.scans.get(), within)
+        async with asyncio.timeout(within):  # not wait_for: on 3.11 it can drop a cancel
+            return await self.monitor.scans.get()
 
     async def until(self, condition: Callable[[], bool], within: float = 5.0) -> None:
         """Wait for a state the driver reaches by itself (it has no event for every state)."""
@@ -256,3 +258,50 @@ def test_lane_sigma_overrides_the_site_default() -> None:
     site_default = open_monitor("1", config(1), sigma=6.0)
     lane_own = open_monitor("1", config(1).model_copy(update={"sigma": 4.5}), sigma=6.0)
     assert site_default.sigma == 6.0 and lane_own.sigma == 4.5
+
+
+async def test_a_cancel_that_meets_an_answer_still_ends_the_monitor() -> None:
+    # pymodbus waits for each answer with asyncio.wait_for, which on Python 3.11 returns the
+    # answer and drops a cancel that comes in the same turn of the loop; the connection raises
+    # it again. The cancel is given at that moment, from the done-callback of pymodbus' future
+    # for the answer to the poll in flight.
+    port = free_port()
+    sim = SimulatedRpm(port=port, sample_period_s=SAMPLE_S, seed=7)
+    await sim.start()
+    monitor = open_monitor("1", config(port), sigma=6.0)
+    assert isinstance(monitor, ModbusRadiationMonitor)
+    task = asyncio.create_task(monitor.run(), name="test rpm cancel")
+    answered: list[bool] = []
+
+    def cancel_as_the_answer_arrives(answer: asyncio.Future[object]) -> None:
+        answered.append(not answer.cancelled())
+        task.cancel()
+
+    try:
+        await turns_until(lambda: monitor.healthy)
+        client = monitor._connection._client
+        assert client is not None
+        transactions = client.ctx  # pymodbus' transaction manager: it holds that future
+        await turns_until(lambda: not transactions.response_future.done())  # a poll in flight
+        transactions.response_future.add_done_callback(cancel_as_the_answer_arrives)
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        assert answered == [True]
+        assert done, "the monitor polled on after a cancel that met an answer"
+        assert task.cancelled()
+    finally:
+        for _ in range(200):  # a monitor that ran on is cancelled until it ends
+            if task.done():
+                break
+            task.cancel()
+            await asyncio.sleep(0.01)
+        await sim.stop()
+
+
+async def turns_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for a condition, looking at it on every turn of the event loop (bounded)."""
+    async with asyncio.timeout(within):
+        for _ in range(10_000_000):
+            if condition():
+                return
+            await asyncio.sleep(0)
+    raise AssertionError(f"condition not reached within {within} s")
