@@ -117,12 +117,13 @@ class TesseractEngine:
 
     def _read_tesserocr(self, image: np.ndarray, whitelist: str) -> list[Glyph]:
         import tesserocr
-        from PIL import Image
 
         api = self._api
         assert api is not None
         api.SetVariable("tessedit_char_whitelist", whitelist)
-        api.SetImage(Image.fromarray(image))
+        # the pixels as they are (SetImage would encode a PIL image to BMP first)
+        pixels = np.ascontiguousarray(image, dtype=np.uint8)
+        api.SetImageBytes(pixels.tobytes(), pixels.shape[1], pixels.shape[0], 1, pixels.shape[1])
         api.Recognize()
         glyphs = []
         iterator = api.GetIterator()
