@@ -28,7 +28,7 @@ $(STAMP_APT):
 	@-systemctl disable --now postgresql >/dev/null 2>&1 || true
 	@touch $@
 
-$(STAMP_PIP): pyproject.toml $(STAMP_APT)
+$(STAMP_PIP): pyproject.toml Makefile $(STAMP_APT)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
