@@ -220,26 +220,26 @@ def make_engine(name: str) -> Engine:
     )
 
 
+# Engines whose absence has been logged in this process (a warning once, not per picture).
+_MISSING_WARNED: set[str] = set()
+
+
 class _Deferred:
     """An engine opened when it first reads: a fallback costs no memory until it is needed.
     One that fails to load gives no characters (a warning, once a process)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._warned = False
 
     def read_line(self, image: np.ndarray, whitelist: str) -> list[Glyph]:
         try:
             engine = make_engine(self.name)
         except EngineUnavailable as exc:
-            if not self._warned:
-                self._warned = True
+            if self.name not in _MISSING_WARNED:
+                _MISSING_WARNED.add(self.name)
                 _LOGGER.warning("ocr: %s; reading with the other engine alone", exc)
             return []
         return engine.read_line(image, whitelist)
-
-
-_MISSING_WARNED: set[str] = set()
 
 
 def _installed(name: str) -> bool:

@@ -254,3 +254,21 @@ def test_the_second_engine_reads_when_the_second_look_casts_doubt(
     assert second.calls > 0
     assert read.container_number == "CSQU3054383"
     assert read.confidence >= 0.6
+
+
+def test_a_fallback_that_fails_to_load_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model file that is there but cannot be loaded: the fallback gives no characters, the
+    first engine's answer stands, and the process logs it once, not for every picture."""
+    monkeypatch.setattr("ocr.ppocr.model_path", lambda: Path(__file__))  # not a model
+    monkeypatch.setattr(engine_module, "_PPOCR", None)
+    monkeypatch.setattr(engine_module, "_PPOCR_MISSING", None)
+    monkeypatch.setattr(engine_module, "_MISSING_WARNED", set())
+    wrong = _frame("CSQU 305438 7")  # a code that fails its check digit: both engines read
+    with caplog.at_level(logging.WARNING, logger="ocr.engine"):
+        for _ in range(2):
+            engines = make_engines("tesseract", "ppocr")
+            assert [e.name for e in engines] == ["tesseract", "ppocr"]
+            assert read_image(wrong, engine=engines).container_number is None
+    assert caplog.text.count("'ppocr' is not available") == 1
