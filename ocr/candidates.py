@@ -349,6 +349,13 @@ def _double(
     return None
 
 
+def _steps(blobs: list[Blob], chain: list[int], direction: str) -> tuple[np.ndarray, float]:
+    """The distances between the centres of a chain's neighbours, and their median."""
+    along = [blobs[j].cx if direction == "h" else blobs[j].cy for j in chain]
+    steps = np.diff(along)
+    return steps, float(np.median(steps))
+
+
 def _filled_in(blobs: list[Blob], chains: list[list[int]], direction: str) -> list[Group]:
     """Along a line, linking reaches over a lost character: a step of about two inside a
     chain gets a blob filled in, as an extra group for each such step."""
@@ -356,9 +363,7 @@ def _filled_in(blobs: list[Blob], chains: list[list[int]], direction: str) -> li
     for chain in chains:
         if len(chain) + 1 < MIN_BRIDGED[direction] or len(chain) < 4:
             continue
-        along = [blobs[j].cx if direction == "h" else blobs[j].cy for j in chain]
-        steps = np.diff(along)
-        step = float(np.median(steps))
+        steps, step = _steps(blobs, chain, direction)
         if step <= 0:
             continue
         for k in np.flatnonzero(np.abs(steps - 2 * step) <= BRIDGE_TOLERANCE * step):
@@ -378,9 +383,7 @@ def _unstrayed(blobs: list[Blob], chains: list[list[int]], direction: str) -> li
     for chain in chains:
         if len(chain) - 1 < MIN_BRIDGED[direction] or len(chain) < 5:
             continue
-        along = [blobs[j].cx if direction == "h" else blobs[j].cy for j in chain]
-        steps = np.diff(along)
-        step = float(np.median(steps))
+        steps, step = _steps(blobs, chain, direction)
         if step <= 0:
             continue
         for k in range(1, len(chain) - 1):
