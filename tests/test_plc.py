@@ -16,6 +16,7 @@ from gated.domain import DeviceHealth
 from gated.ports import BarrierPort, MonitorPort
 from hwsim.plc import SimulatedPlc
 from tests.servers import free_port
+from tests.tasks import end_task, turns_until
 
 
 @dataclass
@@ -53,36 +54,8 @@ async def running(port: int, sim: SimulatedPlc) -> AsyncIterator[Lane]:
     try:
         yield Lane(plc, sim, health, task)
     finally:
-        await _end(task)
+        await end_task(task)
         await sim.stop()
-
-
-async def _turns_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for a condition, looking at it on every turn of the event loop (bounded)."""
-    async with asyncio.timeout(within):
-        for _ in range(10_000_000):
-            if condition():
-                return
-            await asyncio.sleep(0)
-    raise AssertionError(f"condition not reached within {within} s")
-
-
-async def _end(task: asyncio.Task[None]) -> bool:
-    """Cancel the driver and wait (bounded) for it to end; False if it ran on after a cancel.
-
-    A driver that drops a cancel is cancelled again until it ends, so that a failing test
-    fails instead of hanging in its teardown.
-    """
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=2.0)
-    for _ in range(200):
-        if task.done():
-            break
-        task.cancel()
-        await asyncio.sleep(0.01)
-    if task.done() and not task.cancelled():
-        task.result()  # a driver that failed says why
-    return bool(done)
 
 
 @pytest.fixture
@@ -211,7 +184,7 @@ async def test_a_cancel_that_meets_an_answer_still_ends_the_driver(lane: Lane) -
     assert client is not None
     transactions = client.ctx  # pymodbus' transaction manager: it holds that future
     # between polls: wait, turn by turn of the loop, for the next request to be sent
-    await _turns_until(lambda: not transactions.response_future.done())
+    await turns_until(lambda: not transactions.response_future.done())
     answered: list[bool] = []
 
     def cancel_as_the_answer_arrives(answer: asyncio.Future[object]) -> None:
@@ -235,10 +208,10 @@ async def test_a_cancel_at_any_point_of_the_poll_cycle_ends_the_driver() -> None
             plc = GatePlc("1", config)
             task = asyncio.create_task(plc.run(), name=f"test plc cancel {attempt}")
             if attempt % 2:  # odd: while polling, even: while connecting
-                await _turns_until(lambda: plc.healthy)  # noqa: B023 (awaited at once)
+                await turns_until(lambda: plc.healthy)  # noqa: B023 (awaited at once)
             for _ in range(attempt // 2 % 30):  # a different point of the cycle each time
                 await asyncio.sleep(0)
-            assert await _end(task), f"attempt {attempt}: the driver ran on after a cancel"
+            assert await end_task(task), f"attempt {attempt}: the driver ran on after a cancel"
     finally:
         await sim.stop()
 

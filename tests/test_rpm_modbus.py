@@ -16,6 +16,7 @@ from gated.config import RpmConfig, RpmRegisterMap
 from gated.domain import DeviceHealth, RadiationScan
 from hwsim.rpm import SimulatedRpm
 from tests.servers import free_port
+from tests.tasks import end_task, turns_until
 
 SAMPLE_S = 0.02  # one simulated 200 ms sample every 20 ms of real time
 
@@ -289,19 +290,7 @@ async def test_a_cancel_that_meets_an_answer_still_ends_the_monitor() -> None:
         assert done, "the monitor polled on after a cancel that met an answer"
         assert task.cancelled()
     finally:
-        for _ in range(200):  # a monitor that ran on is cancelled until it ends
-            if task.done():
-                break
-            task.cancel()
-            await asyncio.sleep(0.01)
+        await end_task(task)  # a monitor that ran on is cancelled until it ends
         await sim.stop()
 
 
-async def turns_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for a condition, looking at it on every turn of the event loop (bounded)."""
-    async with asyncio.timeout(within):
-        for _ in range(10_000_000):
-            if condition():
-                return
-            await asyncio.sleep(0)
-    raise AssertionError(f"condition not reached within {within} s")
