@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
-    engines = make_engines(args.engine, None if args.fallback == "none" else args.fallback)
+    engines = make_engines(args.engine, args.fallback)
 
     labels_path = Path(args.labels)
     with labels_path.open(newline="") as handle:

@@ -27,8 +27,7 @@ class OcrService:
     def __init__(self, config: SiteConfig) -> None:
         self._min_confidence = config.ocr.min_confidence
         self._engine = config.ocr.engine
-        fallback = config.ocr.fallback_engine
-        self._fallback = None if fallback == "none" else fallback
+        self._fallback = config.ocr.fallback_engine
 
     def read(self, path: str, camera: str | None) -> ContainerRead:
         """One image's best reading, however doubtful: doubtful reads still vote in `fuse`;

@@ -261,11 +261,12 @@ def _installed(name: str) -> bool:
 def make_engines(
     primary: str = "tesseract", fallback: str | None = DEFAULT_FALLBACK
 ) -> list[Engine]:
-    """The engines in turn: `primary` reads every image, `fallback` (None: none) what the
-    primary leaves unreadable. A missing primary raises `EngineUnavailable`; a missing
-    fallback only logs a warning: the product reads with Tesseract alone."""
+    """The engines in turn: `primary` reads every image, `fallback` (None or "none", as a site
+    file says it: none) what the primary leaves unreadable. A missing primary raises
+    `EngineUnavailable`; a missing fallback only logs a warning: the product reads with
+    Tesseract alone."""
     engines: list[Engine] = [make_engine(primary)]
-    if fallback is not None and fallback != primary:
+    if fallback is not None and fallback not in ("none", primary):
         if fallback not in ENGINE_NAMES:
             raise EngineUnavailable(f"OCR engine {fallback!r} is unknown")
         if _installed(fallback):

@@ -211,8 +211,7 @@ def _read_stretched(
         # bar read as an L). The category letter has none among U, J and Z.
         if any(b.filled for b in candidate.blobs[:3]):
             confidence *= AMBIGUOUS_PENALTY
-        # a character not seen whole must be read without a strong runner-up: the check
-        # digit cannot tell some letters apart (values 11 apart: B/L/V, A/K/U, ...)
+        # and any character not seen whole must be read without a strong runner-up
         glyphs = owner + serial
         if any(
             blob.filled and glyph is not None

@@ -157,6 +157,7 @@ def test_a_missing_fallback_model_leaves_tesseract_alone(
 
 def test_engine_names() -> None:
     assert [e.name for e in make_engines("tesseract", None)] == ["tesseract"]
+    assert [e.name for e in make_engines("tesseract", "none")] == ["tesseract"]
     assert [e.name for e in make_engines("tesseract", "tesseract")] == ["tesseract"]
     with pytest.raises(EngineUnavailable):
         make_engines("tesseract", "rapidocr")
@@ -179,7 +180,7 @@ def test_the_daemon_reads_with_the_configured_engines(monkeypatch: pytest.Monkey
         ocr = OcrConfig(engine="ppocr", fallback_engine="none")
 
     read = OcrService(Site()).read(str(Path(__file__)), "AH")  # type: ignore[arg-type]
-    assert asked == [("ppocr", None)]
+    assert asked == [("ppocr", "none")]  # as the site file says it: no fallback
     assert read.container_number is None and read.error is not None
 
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from gated.config import ConfigError, load_config
+from gated.config import ConfigError, OcrConfig, load_config
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,20 +29,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     # imported here: `gated run` registers this command too, and must not load OpenCV
     from ocr import EngineUnavailable, make_engines, read_image, read_visit
-    from ocr.reader import DEFAULT_MIN_CONFIDENCE
 
-    min_confidence = DEFAULT_MIN_CONFIDENCE
-    engine_name, fallback = "tesseract", "ppocr"
+    settings = OcrConfig()  # without a site file, the defaults a site file would have
     if args.config:
         try:
-            site = load_config(args.config)
+            settings = load_config(args.config).ocr
         except ConfigError as exc:
             print(f"{exc.source}: invalid configuration, {len(exc.issues)} error(s)")
             return 2
-        min_confidence, engine_name = site.ocr.min_confidence, site.ocr.engine
-        fallback = site.ocr.fallback_engine
+    min_confidence = settings.min_confidence
     try:
-        engine = make_engines(engine_name, None if fallback == "none" else fallback)
+        engine = make_engines(settings.engine, settings.fallback_engine)
     except EngineUnavailable as exc:
         print(f"error: {exc}")
         return 2
